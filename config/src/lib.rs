@@ -19,6 +19,7 @@ mod source;
 pub mod syntax;
 pub mod value;
 pub mod var_expand;
+pub mod wire;
 
 pub use error::ConfigError;
 pub use model::{Config, Filter, FilterBlock, Net, Section, SectionKind};

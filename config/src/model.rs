@@ -336,7 +336,8 @@ pub struct Config {
     pub root: Section,
     /// Filter blocks in the order `doveconf` prints them.
     pub filters: Vec<FilterBlock>,
-    /// Warnings Dovecot would print while parsing.
+    /// Warnings and errors Dovecot would print while parsing, each starting
+    /// with its level (`Warning: ...`, `Error: ...`).
     pub warnings: Vec<String>,
 }
 

@@ -14,6 +14,8 @@ pub enum Replacement {
     Plugin { key: &'static str },
     /// `address` of the TLS inet listeners of the login services.
     SslListenAddress,
+    /// `ssl_protocols = !SSLv3 ...` becomes the lowest protocol it allows.
+    SslMinProtocol,
 }
 
 pub struct Obsolete {
@@ -145,8 +147,36 @@ pub static OBSOLETE: &[Obsolete] = &[
     obsolete!("ssl_key_file", "has been replaced by ssl_key = <file", Global { name: "ssl_key", map: file }),
     obsolete!("ssl_listen", "has been replaced by service { inet_listener { address } }", SslListenAddress),
     obsolete!("ssl_parameters_regenerate", "is no longer needed", Dropped),
-    obsolete!("ssl_protocols", "has been replaced by ssl_min_protocol", Dropped),
+    obsolete!("ssl_protocols", "has been replaced by ssl_min_protocol", SslMinProtocol),
 ];
+
+/// The `ssl_min_protocol` an old `ssl_protocols` list amounts to: the
+/// lowest protocol it enables.
+pub fn min_protocol_from_list(list: &str) -> Result<&'static str, String> {
+    const KNOWN: [&str; 4] = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2"];
+    let mut enabled = [false; 4];
+    let mut disabled = [false; 4];
+    let mut any_enabled = false;
+    for word in list.split_whitespace() {
+        let (negated, name) = match word.strip_prefix('!') {
+            Some(n) => (true, n),
+            None => (false, word),
+        };
+        let Some(i) = KNOWN.iter().position(|k| *k == name) else {
+            return Err(format!("Unrecognized protocol '{name}'"));
+        };
+        if negated {
+            disabled[i] = true;
+        } else {
+            enabled[i] = true;
+            any_enabled = true;
+        }
+    }
+    (0..KNOWN.len())
+        .find(|&i| (!any_enabled || enabled[i]) && !disabled[i])
+        .map(|i| KNOWN[i])
+        .ok_or_else(|| "All protocols disabled".to_owned())
+}
 
 /// The obsolete setting called `name`, if it is one.
 pub fn find(name: &str) -> Option<&'static Obsolete> {
@@ -159,6 +189,14 @@ pub const CLEAN_CONFIG_NOTE: &str =
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ssl_protocols_map_to_their_lowest_protocol() {
+        assert_eq!(super::min_protocol_from_list("!SSLv3"), Ok("TLSv1"));
+        assert_eq!(super::min_protocol_from_list("!SSLv3 !TLSv1"), Ok("TLSv1.1"));
+        assert_eq!(super::min_protocol_from_list("SSLv3 TLSv1"), Ok("SSLv3"));
+        assert!(super::min_protocol_from_list("!SSLv2").is_err());
+    }
+
     #[test]
     fn table_is_sorted() {
         assert!(super::OBSOLETE.windows(2).all(|w| w[0].name < w[1].name));

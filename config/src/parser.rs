@@ -10,7 +10,7 @@ use crate::error::ConfigError;
 use crate::model::{default_root, Config, Filter, FilterBlock, Net, Section, SectionKind};
 use crate::obsolete;
 use crate::source::{os_error_text, Source, SourceLine};
-use crate::syntax::{parse_line, Line, RawValue};
+use crate::syntax::{parse_line, section_escape, Line, RawValue};
 use crate::value::Value;
 
 /// How values are read.
@@ -46,12 +46,18 @@ struct Frame {
     block: Block,
     /// Child indices from the block's root down to the open section.
     path: Vec<usize>,
+    /// Set when a plain setting was opened as a block (`hostname {`):
+    /// nothing can be set inside it.
+    setting_block: Option<String>,
     filter: Filter,
     opened_at: String,
 }
 
 struct Builder {
     options: LoadOptions,
+    /// Numbers unnamed blocks, as Dovecot's parser does (visible when a
+    /// plain setting is opened as a block: `hostname {` sets it to "0").
+    unnamed_counter: u32,
     obsolete_seen: bool,
     config: Config,
     stack: Vec<Frame>,
@@ -68,10 +74,11 @@ impl Builder {
         let root_frame = Frame {
             block: Block::Global,
             path: Vec::new(),
+            setting_block: None,
             filter: Filter::default(),
             opened_at: path.to_owned(),
         };
-        Builder { options, obsolete_seen: false, config, stack: vec![root_frame] }
+        Builder { options, unnamed_counter: 0, obsolete_seen: false, config, stack: vec![root_frame] }
     }
 
     fn run(mut self, mut source: Source) -> Result<Config, ConfigError> {
@@ -85,7 +92,7 @@ impl Builder {
         }
         self.config.warnings.append(&mut source.warnings);
         if self.obsolete_seen {
-            self.config.warnings.push(obsolete::CLEAN_CONFIG_NOTE.to_owned());
+            self.config.warnings.push(format!("Warning: {}", obsolete::CLEAN_CONFIG_NOTE));
         }
         if self.stack.len() > 1 {
             let opened_at = self.stack.last().map(|f| f.opened_at.clone()).unwrap_or_default();
@@ -168,17 +175,30 @@ impl Builder {
 
     fn begin_section(&mut self, word: &str, name: &str, opened_at: String) -> Result<(), String> {
         let top = self.top().clone();
-        if matches!(word, "protocol" | "local" | "local_name" | "remote") {
-            if !top.path.is_empty() {
-                return Err("Section not allowed here".to_owned());
-            }
-            return self.begin_filter(&top, word, name, opened_at);
-        }
         let parent_kind = self.section(top.block, &top.path).kind;
-        if parent_kind.is_string_list() {
+        if parent_kind.is_string_list() || top.setting_block.is_some() {
             return Err("Section not allowed here".to_owned());
         }
+        if matches!(word, "protocol" | "local" | "local_name" | "remote") {
+            return self.begin_filter(&top, word, name, opened_at);
+        }
+        if name.is_empty() {
+            self.unnamed_counter += 1;
+        }
         let Some(kind) = parent_kind.child(word) else {
+            if let Some(def) = parent_kind.def(word) {
+                // Dovecot accepts `setting name {` and sets the setting to the
+                // (escaped) name, or to the unnamed-block counter.
+                let text = if name.is_empty() {
+                    (self.unnamed_counter - 1).to_string()
+                } else {
+                    section_escape(name)
+                };
+                let value = Value::parse(def.kind, &text)?;
+                self.section_mut(top.block, &top.path).set_value(def, value);
+                self.stack.push(Frame { setting_block: Some(word.to_owned()), opened_at, ..top });
+                return Ok(());
+            }
             let mut words = self.chain();
             words.push(word);
             return Err(format!("Unknown setting: {} {{ {word}", words.join(" { ")));
@@ -208,7 +228,13 @@ impl Builder {
         };
         let mut path = top.path.clone();
         path.push(index);
-        self.stack.push(Frame { block: top.block, path, filter: top.filter.clone(), opened_at });
+        self.stack.push(Frame {
+            block: top.block,
+            path,
+            setting_block: None,
+            filter: top.filter.clone(),
+            opened_at,
+        });
         Ok(())
     }
 
@@ -268,7 +294,32 @@ impl Builder {
                 self.config.filters.len() - 1
             }
         };
-        self.stack.push(Frame { block: Block::Filter(index), path: Vec::new(), filter, opened_at });
+        // A filter opened inside a block (`service imap { protocol imap {`)
+        // applies to that same block: Dovecot turns it inside out.
+        let chain: Vec<(SectionKind, String)> = {
+            let mut section = self.section(top.block, &[]);
+            top.path
+                .iter()
+                .map(|&i| {
+                    section = &section.children[i];
+                    (section.kind, section.name.clone())
+                })
+                .collect()
+        };
+        let mut path = Vec::new();
+        let mut section = &mut self.config.filters[index].root;
+        for (kind, name) in chain {
+            let i = match section.children.iter().position(|c| c.kind == kind && c.name == name) {
+                Some(i) => i,
+                None => {
+                    section.children.push(Section::new(kind, &name, opened_at.clone()));
+                    section.children.len() - 1
+                }
+            };
+            path.push(i);
+            section = &mut section.children[i];
+        }
+        self.stack.push(Frame { block: Block::Filter(index), path, setting_block: None, filter, opened_at });
         Ok(())
     }
 
@@ -279,7 +330,9 @@ impl Builder {
         position: &str,
         top: &Frame,
     ) -> Result<(), String> {
-        self.config.warnings.push(format!("Obsolete setting in {position}: {} {}", old.name, old.message));
+        self.config
+            .warnings
+            .push(format!("Warning: Obsolete setting in {position}: {} {}", old.name, old.message));
         self.obsolete_seen = true;
         let text = match raw {
             RawValue::Plain(t) | RawValue::Quoted(t) => t,
@@ -318,6 +371,16 @@ impl Builder {
                 }
                 Ok(())
             }
+            obsolete::Replacement::SslMinProtocol => match obsolete::min_protocol_from_list(&text) {
+                Ok(min) => set_field(self.section_mut(top.block, &top.path), "ssl_min_protocol", min),
+                Err(why) => {
+                    // Dovecot reports this as an error but keeps going.
+                    self.config.warnings.push(format!(
+                        "Error: Could not find a minimum ssl_min_protocol setting from ssl_protocols = {text}: {why}"
+                    ));
+                    Ok(())
+                }
+            },
             obsolete::Replacement::SslListenAddress => {
                 for service in self.config.root.children.iter_mut() {
                     if service.kind != SectionKind::Service || !service.name.ends_with("-login") {
@@ -336,6 +399,12 @@ impl Builder {
 
     fn assign(&mut self, key: &str, raw: RawValue, dir_prefix: &str, position: &str) -> Result<(), String> {
         let top = self.top().clone();
+        if let Some(word) = &top.setting_block {
+            let mut words = self.chain();
+            words.push(word);
+            words.push(key);
+            return Err(format!("Unknown setting: {}", words.join(" { ")));
+        }
         let kind = self.section(top.block, &top.path).kind;
         if kind.is_string_list() {
             let text = match raw {
@@ -358,7 +427,7 @@ impl Builder {
         if top.block != Block::Global && top.path.is_empty() && key.starts_with("auth_") {
             let filter = &top.filter;
             if filter.local.is_some() || filter.remote.is_some() {
-                return Err("Auth settings not supported inside local/remote blocks".to_owned());
+                return Err(format!("Auth settings not supported inside local/remote blocks: {key}"));
             }
         }
         if kind == SectionKind::Root && kind.def(key).is_none() {
@@ -382,7 +451,7 @@ impl Builder {
         {
             // 2.3 still reads a bare auth_cache_size as megabytes, with a warning.
             self.config.warnings.push(format!(
-                "Obsolete setting in {position}: auth_cache_size value no longer defaults to megabytes. Use {text}M"
+                "Warning: Obsolete setting in {position}: auth_cache_size value no longer defaults to megabytes. Use {text}M"
             ));
             self.obsolete_seen = true;
             Value::parse(def.kind, &format!("{text}M"))?

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use crate::catalog::Kind;
 use crate::model::{catalog_default, Config, Filter, Section, SectionKind};
-use crate::syntax::escape;
+use crate::syntax::{escape, section_escape};
 
 /// Which settings are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,23 +319,6 @@ fn section_items(section: &Section, scope: Scope, options: PrintOptions) -> Vec<
     }
     items.sort_by(|a, b| dovecot_key_cmp(a.sort_key(), b.sort_key()));
     items
-}
-
-/// Escapes a block name inside a key path as Dovecot does, which decides
-/// where `mailbox "Sent Messages"` sorts relative to `mailbox Sent`.
-fn section_escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        match c {
-            '=' => out.push_str("\\e"),
-            '/' => out.push_str("\\s"),
-            '\\' => out.push_str("\\\\"),
-            ' ' => out.push_str("\\_"),
-            ',' => out.push_str("\\+"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Dovecot's ordering of exported keys: byte-wise with bytes as signed chars,

@@ -88,7 +88,12 @@ impl Source {
             file.next += 1;
             let line_no = file.next as u32;
             let path = file.path.clone();
-            let Some(stripped) = self.strip(&raw, &path, line_no) else { continue };
+            let Some(stripped) = self.strip(&raw, &path, line_no) else {
+                // An empty or comment line ends a `\` continuation, dropping
+                // what was pending, as Dovecot does.
+                self.pending.clear();
+                continue;
+            };
             if let Some(body) = stripped.strip_suffix('\\') {
                 self.pending.push_str(body.trim_end_matches([' ', '\t']));
                 self.pending.push(' ');
@@ -132,7 +137,7 @@ impl Source {
                 b'#' => {
                     if !matches!(bytes[i - 1], b' ' | b'\t') {
                         self.warnings.push(format!(
-                            "Configuration file {path} line {line_no}: Ambiguous '#' character in line, \
+                            "Warning: Configuration file {path} line {line_no}: Ambiguous '#' character in line, \
                              treating it as comment. Add a space before it to remove this warning."
                         ));
                     }
@@ -162,7 +167,14 @@ impl Source {
                 continue;
             }
             any_glob = true;
-            let matches = glob::glob(&alternative).map_err(|_| "glob() failed: Unknown error".to_owned())?;
+            // Like glob(3): `*` does not match a leading dot or a `/`.
+            let options = glob::MatchOptions {
+                case_sensitive: true,
+                require_literal_separator: true,
+                require_literal_leading_dot: true,
+            };
+            let matches = glob::glob_with(&alternative, options)
+                .map_err(|_| "glob() failed: Unknown error".to_owned())?;
             for entry in matches {
                 match entry {
                     Ok(p) => paths.push(p.to_string_lossy().into_owned()),
@@ -170,7 +182,9 @@ impl Source {
                 }
             }
         }
-        if paths.is_empty() && any_glob {
+        // glob(3) reports a literal path that does not exist as "No matches" too.
+        paths.retain(|p| any_glob || fs::symlink_metadata(p).is_ok());
+        if paths.is_empty() {
             return if ignore_missing { Ok(()) } else { Err("No matches".to_owned()) };
         }
         // Open everything first, then push in reverse so the first sorted file is read first.
@@ -178,6 +192,10 @@ impl Source {
         for path in paths {
             if self.stack.iter().any(|f| f.path == path) || opened.iter().any(|(p, _)| p == &path) {
                 return Err(format!("Recursive include file: {path}"));
+            }
+            if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                // Dovecot reads a directory as an empty file.
+                continue;
             }
             match fs::read(&path) {
                 Ok(text) => opened.push((path, text)),

@@ -45,10 +45,10 @@ pub fn parse_line(text: &str) -> Line {
     let Ok(mut pairs) = LineParser::parse(Rule::line, text) else {
         // The last alternative accepts anything, so this is unreachable in
         // practice; report it the way Dovecot reports any unparsable line.
-        return Line::Malformed("Expecting '='");
+        return Line::Malformed("Expecting '{'");
     };
     let Some(pair) = pairs.next() else {
-        return Line::Malformed("Expecting '='");
+        return Line::Malformed("Expecting '{'");
     };
     let rule = pair.as_rule();
     let mut inner = pair.into_inner();
@@ -84,7 +84,7 @@ pub fn parse_line(text: &str) -> Line {
             Line::SectionBegin { kind, name }
         }
         Rule::garbage_after_brace => Line::Malformed("Garbage after '{'"),
-        _ => Line::Malformed("Expecting '='"),
+        _ => Line::Malformed("Expecting '{'"),
     }
 }
 
@@ -118,6 +118,23 @@ pub fn escape(text: &str) -> String {
             out.push('\\');
         }
         out.push(c);
+    }
+    out
+}
+
+/// Escapes a block name inside a key path as Dovecot does, which decides
+/// where `mailbox "Sent Messages"` sorts relative to `mailbox Sent`.
+pub fn section_escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '=' => out.push_str("\\e"),
+            '/' => out.push_str("\\s"),
+            '\\' => out.push_str("\\\\"),
+            ' ' => out.push_str("\\_"),
+            ',' => out.push_str("\\+"),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -163,7 +180,7 @@ mod tests {
             Line::Include { pattern: "conf.d/*.conf".into(), ignore_missing: true }
         );
         assert_eq!(parse_line("service imap { x"), Line::Malformed("Garbage after '{'"));
-        assert_eq!(parse_line("service imap"), Line::Malformed("Expecting '='"));
-        assert_eq!(parse_line("service imap{"), Line::Malformed("Expecting '='"));
+        assert_eq!(parse_line("service imap"), Line::Malformed("Expecting '{'"));
+        assert_eq!(parse_line("service imap{"), Line::Malformed("Expecting '{'"));
     }
 }

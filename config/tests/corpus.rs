@@ -33,7 +33,7 @@ fn body(output: &str) -> String {
     lines.map(|l| format!("{l}\n")).collect()
 }
 
-/// Every file of a case, concatenated, to see what the case itself sets.
+/// Every non-comment line of a case's files, to see what the case itself sets.
 fn case_text(dir: &Path) -> String {
     let mut text = String::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -43,16 +43,22 @@ fn case_text(dir: &Path) -> String {
             if path.is_dir() {
                 stack.push(path);
             } else if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("expected")) {
-                text.push_str(&fs::read_to_string(&path).unwrap_or_default());
+                let content = fs::read_to_string(&path).unwrap_or_default();
+                for line in content.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                    text.push_str(line);
+                    text.push('\n');
+                }
             }
         }
     }
     text
 }
 
-/// Applies the case's `known-differences.txt` (`- theirs` / `+ ours` pairs)
-/// and drops the Pigeonhole capability lines the case does not set itself.
-fn expected_for_us(dir: &Path, expected: &str) -> String {
+/// Applies the case's `known-differences.txt` for `fixture` (sections start
+/// with `@ <fixture file>`; `- theirs` then `+ ours` replaces a line, a `-`
+/// line without a `+` removes it) and drops the Pigeonhole capability lines
+/// the case does not set itself.
+fn expected_for_us(dir: &Path, fixture: &str, expected: &str) -> String {
     let own_text = case_text(dir);
     let mut lines: Vec<String> = expected
         .lines()
@@ -63,17 +69,44 @@ fn expected_for_us(dir: &Path, expected: &str) -> String {
         })
         .map(str::to_owned)
         .collect();
-    if let Ok(diff) = fs::read_to_string(dir.join("known-differences.txt")) {
-        let mut theirs: Option<String> = None;
-        for line in diff.lines() {
-            if let Some(t) = line.strip_prefix("- ") {
-                theirs = Some(t.to_owned());
-            } else if let Some(ours) = line.strip_prefix("+ ") {
-                if let Some(t) = theirs.take() {
-                    if let Some(l) = lines.iter_mut().find(|l| **l == t) {
-                        *l = ours.to_owned();
-                    }
-                }
+    let Ok(diff) = fs::read_to_string(dir.join("known-differences.txt")) else {
+        return lines.into_iter().map(|l| format!("{l}\n")).collect();
+    };
+    let mut section = String::new();
+    let mut pending: Option<String> = None;
+    let mut edits: Vec<(String, Option<String>)> = Vec::new();
+    for line in diff.lines() {
+        if let Some(file) = line.strip_prefix("@ ") {
+            if let Some(t) = pending.take() {
+                edits.push((t, None));
+            }
+            section = file.trim().to_owned();
+            continue;
+        }
+        if section != fixture {
+            continue;
+        }
+        if let Some(theirs) = line.strip_prefix("- ") {
+            if let Some(t) = pending.replace(theirs.to_owned()) {
+                edits.push((t, None));
+            }
+        } else if let Some(ours) = line.strip_prefix("+ ") {
+            if let Some(t) = pending.take() {
+                edits.push((t, Some(ours.to_owned())));
+            }
+        }
+    }
+    if let Some(t) = pending.take() {
+        edits.push((t, None));
+    }
+    for (theirs, ours) in edits {
+        let Some(i) = lines.iter().position(|l| *l == theirs) else {
+            panic!("{}: known difference `{theirs}` not found in {fixture}", dir.display());
+        };
+        match ours {
+            Some(o) => lines[i] = o,
+            None => {
+                lines.remove(i);
             }
         }
     }
@@ -112,7 +145,7 @@ fn doveconf_n_matches_dovecot_for_every_case() {
         let expected = fs::read_to_string(dir.join("expected-n.txt")).expect("fixture");
         let (stdout, stderr, code) = doveconf(&dir, &["-n", "-c", "dovecot.conf"]);
         let ours = body(&stdout);
-        let theirs = expected_for_us(&dir, &body(&expected));
+        let theirs = expected_for_us(&dir, "expected-n.txt", &body(&expected));
         if code != 0 || ours != theirs {
             failures.push(format!(
                 "{}: exit {code} {}\n{}",
@@ -133,7 +166,7 @@ fn doveconf_a_protocols_matches_dovecot() {
         let (stdout, _, _) = doveconf(&dir, &["-a", "-c", "dovecot.conf"]);
         let ours: String =
             stdout.lines().filter(|l| l.starts_with("protocols")).map(|l| format!("{l}\n")).collect();
-        let theirs = expected_for_us(&dir, &expected);
+        let theirs = expected_for_us(&dir, "expected-a-protocols.txt", &expected);
         if ours != theirs {
             failures.push(format!("{}: ours {ours:?} expected {theirs:?}", dir.display()));
         }

@@ -45,6 +45,9 @@ OVERRIDES = {
     "protocols": "imap pop3 lmtp",
     "login_greeting": "Dovecot ready.",
     "managesieve_implementation_string": "Dovecot Pigeonhole",
+    # Debian's values come from running Pigeonhole's engine (dump-capability).
+    "managesieve_sieve_capability": "",
+    "managesieve_notify_capability": "",
 }
 
 # Defaults of SET_FLAG_HIDDEN settings (never printed by `doveconf -a`), from

@@ -137,7 +137,7 @@ fn main() -> ExitCode {
         }
     };
     for warning in &config.warnings {
-        eprintln!("doveconf: Warning: {warning}");
+        eprintln!("doveconf: {warning}");
     }
     let config = match apply_filter(config, &args.filter) {
         Ok(c) => c,

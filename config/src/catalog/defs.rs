@@ -9,6 +9,8 @@
 //! `protocols = imap pop3 lmtp`.
 //! `login_greeting = Dovecot ready.`.
 //! `managesieve_implementation_string = Dovecot Pigeonhole`.
+//! `managesieve_sieve_capability` and `managesieve_notify_capability` empty: Debian's values come
+//! from running Pigeonhole's engine, not from a built-in default.
 
 use super::{DefaultListener, DefaultService, Kind::*, ListenerKind, SettingDef};
 
@@ -216,8 +218,8 @@ pub static GLOBAL: &[SettingDef] = &[
     SettingDef::new("managesieve_logout_format", Str, "bytes=%i/%o"),
     SettingDef::new("managesieve_max_compile_errors", Uint, "5"),
     SettingDef::new("managesieve_max_line_length", Size, "64 k"),
-    SettingDef::new("managesieve_notify_capability", Str, "mailto"),
-    SettingDef::new("managesieve_sieve_capability", Str, "fileinto reject envelope encoded-character vacation subaddress comparator-i;ascii-numeric relational regex imap4flags copy include variables body enotify environment mailbox date index ihave duplicate mime foreverypart extracttext"),
+    SettingDef::new("managesieve_notify_capability", Str, ""),
+    SettingDef::new("managesieve_sieve_capability", Str, ""),
     SettingDef::new("master_user_separator", Str, ""),
     SettingDef::new("mbox_dirty_syncs", Bool, "yes"),
     SettingDef::new("mbox_dotlock_change_timeout", Time, "2 mins"),
