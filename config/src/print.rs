@@ -296,29 +296,80 @@ fn section_items(section: &Section, scope: Scope, options: PrintOptions) -> Vec<
                 0
             }
         };
-        let child_items = section_items(child, scope, options);
-        if child_items.is_empty() {
-            continue;
-        }
-        let keyword = child.kind.keyword();
-        let (path_name, header) = if child.kind.is_string_list() {
-            (String::new(), keyword.to_owned())
-        } else if child.kind.unique_key().is_some() && !child.name.is_empty() {
-            let header = if child.name.contains(' ') {
-                format!("{keyword} \"{}\"", escape(&child.name))
-            } else {
-                format!("{keyword} {}", child.name)
-            };
-            (section_escape(&child.name), header)
-        } else {
-            (index.to_string(), keyword.to_owned())
-        };
-        let sort_key =
-            if path_name.is_empty() { format!("{keyword}/") } else { format!("{keyword}/{path_name}/") };
-        items.push(Item::Block { sort_key, header, items: child_items });
+        items.extend(child_block(child, index, scope, options));
     }
     items.sort_by(|a, b| dovecot_key_cmp(a.sort_key(), b.sort_key()));
     items
+}
+
+/// A child block as an item; `index` numbers unnamed blocks of one kind.
+/// `None` when nothing inside it is printed.
+fn child_block(child: &Section, index: usize, scope: Scope, options: PrintOptions) -> Option<Item> {
+    let items = section_items(child, scope, options);
+    if items.is_empty() {
+        return None;
+    }
+    let keyword = child.kind.keyword();
+    let (path_name, header) = if child.kind.is_string_list() {
+        (String::new(), keyword.to_owned())
+    } else if child.kind.unique_key().is_some() && !child.name.is_empty() {
+        let header = if child.name.contains(' ') {
+            format!("{keyword} \"{}\"", escape(&child.name))
+        } else {
+            format!("{keyword} {}", child.name)
+        };
+        (section_escape(&child.name), header)
+    } else {
+        (index.to_string(), keyword.to_owned())
+    };
+    let sort_key =
+        if path_name.is_empty() { format!("{keyword}/") } else { format!("{keyword}/{path_name}/") };
+    Some(Item::Block { sort_key, header, items })
+}
+
+/// The block at a `doveconf`-style path (`service/imap-login`,
+/// `namespace/inbox/mailbox/Sent`) printed on its own, as `doveconf <path>`
+/// does. `None` when the path names no block.
+pub fn render_path(root: &Section, path: &str, options: PrintOptions) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let mut section = root;
+    let mut index = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let keyword = parts[i];
+        let name = parts.get(i + 1).copied().unwrap_or("");
+        let mut counter = 0;
+        let mut found = None;
+        for child in &section.children {
+            if child.kind.keyword() != keyword {
+                continue;
+            }
+            let matches = if child.kind.is_string_list() {
+                true
+            } else if child.kind.unique_key().is_some() && !child.name.is_empty() {
+                section_escape(&child.name) == name
+            } else {
+                counter.to_string() == name
+            };
+            if matches {
+                found = Some((child, counter));
+                break;
+            }
+            counter += 1;
+        }
+        let (child, child_index) = found?;
+        section = child;
+        index = child_index;
+        i += if child.kind.is_string_list() { 1 } else { 2 };
+    }
+    if std::ptr::eq(section, root) {
+        return None;
+    }
+    let mut out = String::new();
+    if let Some(item) = child_block(section, index, options.scope, options) {
+        write_items(&mut out, &[item], 0);
+    }
+    Some(out)
 }
 
 /// Dovecot's ordering of exported keys: byte-wise with bytes as signed chars,

@@ -156,9 +156,8 @@ fn main() -> ExitCode {
                 }
                 continue;
             }
-            let prefix = format!("{name}/");
-            for (key, value) in flat.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-                out.push_str(&format!("{key} = {value}\n"));
+            if let Some(block) = print::render_path(&config.root, name, print_options) {
+                out.push_str(&block);
             }
         }
     } else if args.simple {
