@@ -1,4 +1,14 @@
 //! Authentication for dovecote: the auth-client and auth-master protocols
 //! (types and clients other binaries link), and, for the `auth` binary, SASL
 //! mechanisms, password schemes and passdb/userdb drivers.
-#![forbid(unsafe_code)]
+//!
+//! Everything here is sans-IO except [`protocol::client_conn`] and
+//! [`protocol::master_conn`] (small blocking clients over a Unix socket) and
+//! [`db::passwd_file`] (reads its file). The only `unsafe` code is the
+//! crypt(3) binding in `scheme::sys_crypt`.
+#![deny(unsafe_code)]
+
+pub mod db;
+pub mod mech;
+pub mod protocol;
+pub mod scheme;
