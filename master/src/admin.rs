@@ -64,7 +64,7 @@ pub const LISTENER_STATUS_FIELDS: &[&str] =
 
 #[derive(Debug, Error)]
 pub enum AdminError {
-    #[error("connect({path}) failed: {source}")]
+    #[error("net_connect_unix({path}) failed: {source}")]
     Connect { path: String, source: io::Error },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
