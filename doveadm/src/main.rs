@@ -14,7 +14,9 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use dovecote_config::{load, LoadOptions, DEFAULT_CONFIG_PATH};
-use dovecote_master::admin::{AdminClient, LISTENER_STATUS_FIELDS, PROCESS_STATUS_FIELDS, SERVICE_STATUS_FIELDS};
+use dovecote_master::admin::{
+    AdminClient, LISTENER_STATUS_FIELDS, PROCESS_STATUS_FIELDS, SERVICE_STATUS_FIELDS,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -96,8 +98,10 @@ fn main() -> ExitCode {
                     return fatal(&format!("kill({pid}, SIGTERM) failed: {e}"), EXIT_TEMPFAIL);
                 }
                 // As Dovecot's doveadm: wait up to 3 s for it to be gone.
+                // doveadm is a one-shot CLI, not an event loop.
+                #[allow(clippy::disallowed_methods)]
                 for _ in 0..30 {
-                    if kill(Pid::from_raw(pid), None).is_err() {
+                    if !running(pid) {
                         return ExitCode::SUCCESS;
                     }
                     sleep(Duration::from_millis(100));
@@ -112,7 +116,8 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fatal(&e, EXIT_TEMPFAIL),
             };
-            let rows: Vec<Vec<String>> = rows.into_iter().map(|r| fit(r, PROCESS_STATUS_FIELDS.len())).collect();
+            let rows: Vec<Vec<String>> =
+                rows.into_iter().map(|r| fit(r, PROCESS_STATUS_FIELDS.len())).collect();
             print(args.format.unwrap_or(Format::Table), PROCESS_STATUS_FIELDS, &rows, &[]);
             ExitCode::SUCCESS
         }
@@ -147,6 +152,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => usage(),
+    }
+}
+
+/// Alive and not a zombie: an exited master whose parent has not reaped
+/// it yet (a supervisor that is not init) is gone for our purposes.
+fn running(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
     }
 }
 

@@ -84,8 +84,8 @@ pub struct AdminClient {
 impl AdminClient {
     pub fn connect(path: &Path) -> Result<AdminClient, AdminError> {
         let shown = path.display().to_string();
-        let stream =
-            UnixStream::connect(path).map_err(|source| AdminError::Connect { path: shown.clone(), source })?;
+        let stream = UnixStream::connect(path)
+            .map_err(|source| AdminError::Connect { path: shown.clone(), source })?;
         let io_err = |source| AdminError::Io { path: shown.clone(), source };
         // As doveadm does: don't hang forever on a stuck master.
         stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(io_err)?;

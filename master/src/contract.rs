@@ -288,8 +288,7 @@ impl LogLine {
     }
 
     pub fn parse(line: &str) -> LogLine {
-        let verbatim =
-            || LogLine { level: Level::Error, user: None, session: None, text: line.to_owned() };
+        let verbatim = || LogLine { level: Level::Error, user: None, session: None, text: line.to_owned() };
         let Some((head, text)) = line.split_once('\t') else { return verbatim() };
         let tag_end = head.find(['(', '<']).unwrap_or(head.len());
         let Some(level) = Level::parse(&head[..tag_end]) else { return verbatim() };
@@ -341,7 +340,14 @@ pub struct Restrict {
 impl Restrict {
     pub fn encode(&self) -> String {
         let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
-        format!("{}:{}:{}:{}:{}", self.uid, self.gid, groups.join(","), u8::from(self.no_new_privs), self.chroot)
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.uid,
+            self.gid,
+            groups.join(","),
+            u8::from(self.no_new_privs),
+            self.chroot
+        )
     }
 
     pub fn decode(value: &str) -> Result<Restrict, ContractError> {
@@ -462,7 +468,8 @@ mod tests {
 
     #[test]
     fn control_commands_parse() {
-        for c in [ControlCommand::StopAccepting, ControlCommand::Shutdown, ControlCommand::Kick("bob".into())] {
+        for c in [ControlCommand::StopAccepting, ControlCommand::Shutdown, ControlCommand::Kick("bob".into())]
+        {
             assert_eq!(ControlCommand::parse(&c.to_line()), Some(c));
         }
         assert_eq!(ControlCommand::parse("NOPE"), None);

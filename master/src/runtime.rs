@@ -252,7 +252,8 @@ fn setup() -> Result<Context, RuntimeError> {
         let _ = setrlimit(Resource::RLIMIT_CORE, core.min(hard), hard);
     }
     let config = read_config()?;
-    let section = config.service(&service).ok_or_else(|| RuntimeError::UnknownService { service: service.clone() })?;
+    let section =
+        config.service(&service).ok_or_else(|| RuntimeError::UnknownService { service: service.clone() })?;
     let limits = ServiceLimits::of(&config, section);
     if let Some(bytes) = limits.vsz_limit {
         setrlimit(Resource::RLIMIT_AS, bytes, bytes)
@@ -264,7 +265,8 @@ fn setup() -> Result<Context, RuntimeError> {
     } else {
         slog::Level::Info
     };
-    let log = slog::Logger::root(slog::Fuse(slog::LevelFilter::new(PipeDrain::stderr(), min_level)), slog::o!());
+    let log =
+        slog::Logger::root(slog::Fuse(slog::LevelFilter::new(PipeDrain::stderr(), min_level)), slog::o!());
     Ok(Context { service, config, limits, listeners, log })
 }
 
@@ -293,7 +295,8 @@ fn restrict(r: &Restrict) -> Result<(), RuntimeError> {
 }
 
 fn read_config() -> Result<Config, RuntimeError> {
-    let fd = sys::adopt_inherited_fd(FD_CONFIG).ok_or(RuntimeError::MissingFd { fd: FD_CONFIG, what: "config pipe" })?;
+    let fd = sys::adopt_inherited_fd(FD_CONFIG)
+        .ok_or(RuntimeError::MissingFd { fd: FD_CONFIG, what: "config pipe" })?;
     let mut text = String::new();
     File::from(fd).read_to_string(&mut text).map_err(|source| RuntimeError::ReadConfig { source })?;
     Ok(wire::decode("master config pipe", &text)?)
@@ -347,9 +350,13 @@ impl<S: Service> EventLoop<S> {
             mask.add(sig);
         }
         mask.thread_block().map_err(RuntimeError::Signals)?;
-        let signals =
-            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(RuntimeError::Signals)?;
-        poll.registry().register(&mut SourceFd(&signals.as_fd().as_raw_fd()), TOKEN_SIGNALS, Interest::READABLE)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(RuntimeError::Signals)?;
+        poll.registry().register(
+            &mut SourceFd(&signals.as_fd().as_raw_fd()),
+            TOKEN_SIGNALS,
+            Interest::READABLE,
+        )?;
 
         let status = sys::adopt_inherited_fd(FD_STATUS);
         let mut control = sys::adopt_inherited_fd(FD_CONTROL).map(|fd| {
@@ -363,7 +370,8 @@ impl<S: Service> EventLoop<S> {
         let mut listeners = Vec::new();
         for (i, name) in ctx.listeners.iter().enumerate() {
             let fd_number = FD_FIRST_LISTENER + i as i32;
-            let fd = sys::adopt_inherited_fd(fd_number).ok_or(RuntimeError::MissingFd { fd: fd_number, what: "listener" })?;
+            let fd = sys::adopt_inherited_fd(fd_number)
+                .ok_or(RuntimeError::MissingFd { fd: fd_number, what: "listener" })?;
             let source = match name.kind {
                 ListenerKind::Inet => {
                     let l = std::net::TcpListener::from(fd);
@@ -505,7 +513,9 @@ impl<S: Service> EventLoop<S> {
         }
         while self.available() > 0 {
             let accepted = match self.listeners.get(index) {
-                Some(Some(ListenerSource::Tcp(l))) => l.accept().map(|(s, addr)| (Stream::Tcp(s), Some(addr))),
+                Some(Some(ListenerSource::Tcp(l))) => {
+                    l.accept().map(|(s, addr)| (Stream::Tcp(s), Some(addr)))
+                }
                 Some(Some(ListenerSource::Unix(l))) => l.accept().map(|(s, _)| (Stream::Unix(s), None)),
                 _ => return Ok(()),
             };
@@ -542,7 +552,12 @@ impl<S: Service> EventLoop<S> {
         }
     }
 
-    fn add_client(&mut self, index: usize, mut stream: Stream, remote: Option<SocketAddr>) -> Result<(), RuntimeError> {
+    fn add_client(
+        &mut self,
+        index: usize,
+        mut stream: Stream,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), RuntimeError> {
         let id = self.next_client;
         self.next_client += 1;
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -590,7 +605,11 @@ impl<S: Service> EventLoop<S> {
         if writable && !entry.client.flush_output() {
             close = true;
         }
-        if readable && !close && !entry.closing && self.service.readable(&mut entry.client, &mut entry.session) == Progress::Close {
+        if readable
+            && !close
+            && !entry.closing
+            && self.service.readable(&mut entry.client, &mut entry.session) == Progress::Close
+        {
             entry.closing = true;
         }
         if entry.closing && !entry.client.flush_output() {
@@ -643,11 +662,7 @@ impl<S: Service> EventLoop<S> {
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 // The master's idle kill: only an idle process obeys.
-                Ok(Signal::SIGINT) => {
-                    if self.clients.is_empty() {
-                        self.stop_accepting();
-                    }
-                }
+                Ok(Signal::SIGINT) if self.clients.is_empty() => self.stop_accepting(),
                 Ok(Signal::SIGTERM) => self.end_all_clients(),
                 Ok(Signal::SIGQUIT) => self.stop_accepting(),
                 _ => {}
@@ -702,8 +717,12 @@ impl<S: Service> EventLoop<S> {
     }
 
     fn kick(&mut self, user: &str) {
-        let ids: Vec<usize> =
-            self.clients.iter().filter(|(_, e)| e.client.user.as_deref() == Some(user)).map(|(id, _)| *id).collect();
+        let ids: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| e.client.user.as_deref() == Some(user))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             if let Some(entry) = self.clients.get_mut(&id) {
                 self.service.shutting_down(&mut entry.client, &mut entry.session);
@@ -719,7 +738,11 @@ impl<S: Service> EventLoop<S> {
             return;
         }
         let Some(fd) = self.status.as_ref() else { return };
-        let record = StatusRecord { pid: std::process::id(), available_client_slots: available, generation: self.generation };
+        let record = StatusRecord {
+            pid: std::process::id(),
+            available_client_slots: available,
+            generation: self.generation,
+        };
         match nix::unistd::write(fd, &record.to_bytes()) {
             Ok(_) => {
                 self.last_reported = Some(available);
@@ -746,8 +769,10 @@ impl<S: Service> EventLoop<S> {
                 let Some(entry) = self.clients.values().next() else { return };
                 let c = &entry.client;
                 let ip = c.remote.map(|a| a.ip().to_string()).unwrap_or_default();
-                let fields: Vec<&str> =
-                    [c.user.as_deref().unwrap_or(""), ip.as_str(), c.state.as_str()].into_iter().filter(|f| !f.is_empty()).collect();
+                let fields: Vec<&str> = [c.user.as_deref().unwrap_or(""), ip.as_str(), c.state.as_str()]
+                    .into_iter()
+                    .filter(|f| !f.is_empty())
+                    .collect();
                 format!("{base} [{}]", fields.join(" "))
             }
             n => format!("{base} [{n} connections]"),

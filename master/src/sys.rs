@@ -68,7 +68,11 @@ pub fn send_with_fds(socket: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]
 
 /// Receives into `buf` and returns the byte count and the descriptors that
 /// came with it (at most `max_fds`), owned and close-on-exec.
-pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize) -> nix::Result<(usize, Vec<OwnedFd>)> {
+pub fn recv_with_fds(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+) -> nix::Result<(usize, Vec<OwnedFd>)> {
     let mut space = vec![0u8; nix::sys::socket::cmsg_space::<RawFd>() * max_fds.max(1)];
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;

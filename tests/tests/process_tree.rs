@@ -10,7 +10,14 @@ use common::*;
 
 fn rlimit_as(pid: u32) -> String {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    limits.lines().find(|l| l.starts_with("Max address space")).unwrap().split_whitespace().nth(3).unwrap().to_owned()
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -32,7 +39,11 @@ fn process_tree_matches_the_config() {
     let login_root = std::fs::canonicalize(dovecot.base_dir.join("login")).unwrap();
     for pid in dovecot.children_running_as("dovenull") {
         assert_eq!(cmdline(pid), "dovecot/echo-service");
-        assert_eq!(std::fs::read_link(format!("/proc/{pid}/root")).unwrap(), login_root, "chrooted to login/");
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+            login_root,
+            "chrooted to login/"
+        );
         assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
         assert_eq!(status_field(pid, "CapPrm"), "0000000000000000");
         assert_eq!(status_field(pid, "NoNewPrivs"), "1");
@@ -138,7 +149,15 @@ fn doveadm_prints_every_service_process_and_listener() {
     // Dovecot's header row; columns aligned with single-space gaps.
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["name", "pid", "available_count", "total_count", "idle_start", "last_status_update", "last_kill_sent"]
+        [
+            "name",
+            "pid",
+            "available_count",
+            "total_count",
+            "idle_start",
+            "last_status_update",
+            "last_kill_sent"
+        ]
     );
     for pid in &pids {
         assert!(lines.iter().any(|l| l.split_whitespace().nth(1) == Some(&pid.to_string())), "{text}");
@@ -146,7 +165,8 @@ fn doveadm_prints_every_service_process_and_listener() {
     let pid_column = lines[0].find(" pid").unwrap() + 1;
     assert!(lines[1..].iter().all(|l| l.as_bytes()[pid_column - 1] == b' '), "aligned:\n{text}");
     // Filter by service.
-    let only = String::from_utf8_lossy(&dovecot.doveadm(&["process", "status", "echo-unix"]).stdout).into_owned();
+    let only =
+        String::from_utf8_lossy(&dovecot.doveadm(&["process", "status", "echo-unix"]).stdout).into_owned();
     assert_eq!(lines_of(&only).len(), 2, "{only}");
     // Service status: Dovecot's pager format plus listeners.
     let out = dovecot.doveadm(&["service", "status"]);
@@ -154,6 +174,12 @@ fn doveadm_prints_every_service_process_and_listener() {
     assert!(text.contains("name: echo\nprocess_count: 2\nprocess_avail: 2\n"), "{text}");
     assert!(text.contains("\x0c\nname: echo-unix\n"), "{text}");
     assert!(text.contains(&format!("listener: inet echo 127.0.0.1:{port} root:root -")), "{text}");
-    assert!(text.contains(&format!("listener: unix echo-unix {}/echo-unix root:root 0666", dovecot.base_dir.display())), "{text}");
+    assert!(
+        text.contains(&format!(
+            "listener: unix echo-unix {}/echo-unix root:root 0666",
+            dovecot.base_dir.display()
+        )),
+        "{text}"
+    );
     assert!(text.contains("spawned: 2\ndied: 0\nthrottled: 0\n"), "{text}");
 }

@@ -27,7 +27,10 @@ fn service_count_1_serves_each_connection_in_a_new_process() {
     let second_pid = served_by(&mut second);
     assert_ne!(first_pid, second_pid);
     first.write_all(b"QUIT\n").unwrap();
-    assert!(wait_for(Duration::from_secs(2), || !alive(first_pid)), "first process exits after its one client");
+    assert!(
+        wait_for(Duration::from_secs(2), || !alive(first_pid)),
+        "first process exits after its one client"
+    );
     assert_eq!(ask(&mut second, "still"), "still");
     drop(dovecot);
 }
@@ -35,8 +38,10 @@ fn service_count_1_serves_each_connection_in_a_new_process() {
 #[test]
 fn client_limit_50_shares_one_process() {
     let port = free_port();
-    let dovecot =
-        Instance::start("limit50", &echo_service("echo", port, "service_count = 0\n  client_limit = 50\n  process_min_avail = 1"));
+    let dovecot = Instance::start(
+        "limit50",
+        &echo_service("echo", port, "service_count = 0\n  client_limit = 50\n  process_min_avail = 1"),
+    );
     let mut clients: Vec<_> = (0..50).map(|_| connect(port)).collect();
     let pids: std::collections::BTreeSet<u32> = clients.iter_mut().map(served_by).collect();
     assert_eq!(pids.len(), 1, "all 50 clients in one process: {pids:?}");
@@ -50,8 +55,10 @@ fn client_limit_50_shares_one_process() {
 #[test]
 fn process_limit_reached_is_logged_and_connections_wait() {
     let port = free_port();
-    let dovecot =
-        Instance::start("plimit", &echo_service("echo-limit", port, "service_count = 1\n  process_limit = 2"));
+    let dovecot = Instance::start(
+        "plimit",
+        &echo_service("echo-limit", port, "service_count = 1\n  process_limit = 2"),
+    );
     let mut a = connect(port);
     served_by(&mut a);
     let mut b = connect(port);
@@ -59,7 +66,10 @@ fn process_limit_reached_is_logged_and_connections_wait() {
     let mut c = connect(port);
     c.write_all(b"PID\n").unwrap();
     assert!(
-        dovecot.wait_log("service(echo-limit): process_limit (2) reached, client connections are being dropped", Duration::from_secs(3)),
+        dovecot.wait_log(
+            "service(echo-limit): process_limit (2) reached, client connections are being dropped",
+            Duration::from_secs(3)
+        ),
         "{}",
         dovecot.log_text()
     );
@@ -84,7 +94,10 @@ fn killed_child_is_replaced_within_a_second() {
         "replacement within 1 s"
     );
     assert!(start.elapsed() < Duration::from_secs(1));
-    assert!(dovecot.wait_log(&format!("echo: Fatal: master: service(echo): child {} killed with signal 9", before[0]), Duration::from_secs(2)));
+    assert!(dovecot.wait_log(
+        &format!("echo: Fatal: master: service(echo): child {} killed with signal 9", before[0]),
+        Duration::from_secs(2)
+    ));
     let out = String::from_utf8_lossy(&dovecot.doveadm(&["service", "status", "echo"]).stdout).into_owned();
     assert!(out.contains("process_avail: 2\n"), "{out}");
 }
@@ -98,7 +111,10 @@ fn binary_that_exits_at_once_is_throttled_and_master_stays_up() {
     );
     let mut dovecot = Instance::spawn("throttle", &body, |_| {});
     assert!(
-        dovecot.wait_log("master: Error: service(broken): command startup failed, throttling for 2.000 secs", Duration::from_secs(3)),
+        dovecot.wait_log(
+            "master: Error: service(broken): command startup failed, throttling for 2.000 secs",
+            Duration::from_secs(3)
+        ),
         "{}",
         dovecot.log_text()
     );
@@ -114,7 +130,10 @@ fn binary_that_exits_at_once_is_throttled_and_master_stays_up() {
 #[test]
 fn after_master_sigkill_children_release_ports_and_finish() {
     let port = free_port();
-    let mut dovecot = Instance::start("masterkill", &echo_service("echo", port, "process_min_avail = 2\n  client_limit = 1"));
+    let mut dovecot = Instance::start(
+        "masterkill",
+        &echo_service("echo", port, "process_min_avail = 2\n  client_limit = 1"),
+    );
     assert!(wait_for(Duration::from_secs(2), || dovecot.children().len() == 2));
     let mut busy_client = connect(port);
     let busy = served_by(&mut busy_client);

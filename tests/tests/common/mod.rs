@@ -20,9 +20,10 @@ pub fn bin_dir() -> PathBuf {
     let echo = PathBuf::from(env!("CARGO_BIN_EXE_echo-service"));
     let dir = echo.parent().expect("binary has a directory").to_path_buf();
     BUILD.call_once(|| {
-        if !dir.join("dovecot").is_file() || !dir.join("doveadm").is_file() {
-            // `cargo test -p dovecote-tests` alone does not build other
-            // packages' binaries; build them with the same profile.
+        {
+            // `cargo test -p dovecote-tests` alone does not build (or
+            // rebuild) other packages' binaries; make sure they are current,
+            // with the same profile. A no-op when they are.
             let release = dir.ends_with("release");
             let mut cmd = Command::new(env!("CARGO"));
             cmd.args(["build", "-p", "dovecote-master", "-p", "dovecote-doveadm", "--bins"]);
@@ -52,7 +53,14 @@ pub fn require_root() {
         for user in ["dovecot", "dovenull", "vmail", "postfix"] {
             if nix::unistd::User::from_name(user).ok().flatten().is_none() {
                 let status = Command::new("useradd")
-                    .args(["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+                    .args([
+                        "--system",
+                        "--user-group",
+                        "--no-create-home",
+                        "--shell",
+                        "/usr/sbin/nologin",
+                        user,
+                    ])
                     .status()
                     .expect("run useradd");
                 assert!(status.success(), "useradd {user} failed");
@@ -66,6 +74,8 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
+// A test thread has no event loop to block; polling is the point here.
+#[allow(clippy::disallowed_methods)]
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -261,7 +271,10 @@ impl Instance {
 
     pub fn children_running_as(&mut self, user: &str) -> Vec<u32> {
         let uid = uid_of(user).to_string();
-        self.children().into_iter().filter(|p| status_field(*p, "Uid").split_whitespace().next() == Some(uid.as_str())).collect()
+        self.children()
+            .into_iter()
+            .filter(|p| status_field(*p, "Uid").split_whitespace().next() == Some(uid.as_str()))
+            .collect()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -277,6 +290,7 @@ impl Instance {
     }
 
     /// Waits for the master to exit and returns its exit code.
+    #[allow(clippy::disallowed_methods)] // a test thread, not an event loop
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -309,7 +323,10 @@ impl Drop for Instance {
         let _ = self.master.kill();
         let _ = self.master.wait();
         for p in &self.seen {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         if std::env::var_os("DOVECOTE_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -18,7 +18,7 @@ use thiserror::Error;
 pub enum BaseDirError {
     #[error("mkdir({path}) failed: {source}")]
     Mkdir { path: String, source: io::Error },
-    #[error("chown({path}) failed: {source}")]
+    #[error("chown({path}) failed: {}", .source.desc())]
     Chown { path: String, source: nix::Error },
     #[error("chmod({path}) failed: {source}")]
     Chmod { path: String, source: io::Error },
@@ -39,7 +39,8 @@ fn mkdir(path: &Path, mode: u32, gid: Option<u32>) -> Result<(), BaseDirError> {
     }
     chown(path, Some(Uid::from_raw(0)), Some(Gid::from_raw(gid.unwrap_or(0))))
         .map_err(|source| BaseDirError::Chown { path: shown.clone(), source })?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| BaseDirError::Chmod { path: shown, source })
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|source| BaseDirError::Chmod { path: shown, source })
 }
 
 pub fn pid_file(base_dir: &Path) -> PathBuf {

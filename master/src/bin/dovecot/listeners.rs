@@ -24,8 +24,8 @@ use dovecote_master::sys;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{
-    bind, connect, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
-    SockaddrIn, SockaddrIn6, SockaddrStorage, UnixAddr,
+    bind, connect, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
+    SockType, SockaddrIn, SockaddrIn6, SockaddrStorage, UnixAddr,
 };
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chown, Gid, Uid};
@@ -35,15 +35,15 @@ use crate::settings::ListenerSpec;
 
 #[derive(Debug, Error)]
 pub enum ListenError {
-    #[error("service({service}): listen({addr}, {port}) failed: {source}")]
+    #[error("service({service}): listen({addr}, {port}) failed: {}", .source.desc())]
     Inet { service: String, addr: String, port: u16, source: Errno },
-    #[error("service({service}): unix_listener: bind({path}) failed: {source}")]
+    #[error("service({service}): unix_listener: bind({path}) failed: {}", .source.desc())]
     Unix { service: String, path: String, source: Errno },
     #[error("service({service}): Socket already exists: {path} (Dovecot is already running?)")]
     Exists { service: String, path: String },
-    #[error("service({service}): fifo_listener: mkfifo({path}) failed: {source}")]
+    #[error("service({service}): fifo_listener: mkfifo({path}) failed: {}", .source.desc())]
     Fifo { service: String, path: String, source: Errno },
-    #[error("service({service}): chown({path}, {uid:?}, {gid:?}) failed: {source}")]
+    #[error("service({service}): chown({path}, {uid:?}, {gid:?}) failed: {}", .source.desc())]
     Chown { service: String, path: String, uid: Option<u32>, gid: Option<u32>, source: Errno },
     #[error("service({service}): chmod({path}) failed: {source}")]
     Chmod { service: String, path: String, source: io::Error },
@@ -66,7 +66,8 @@ impl Activated {
     /// stream sockets are used, as Dovecot's dovecot.socket does.
     pub fn from_env() -> Activated {
         let mut activated = Activated::default();
-        let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+        let for_us =
+            std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
         let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
         if !for_us {
             return activated;
@@ -89,7 +90,9 @@ impl Activated {
 
     fn take(&mut self, addr: &SocketAddr) -> Option<OwnedFd> {
         let exact = self.sockets.iter().position(|(a, _)| a == addr);
-        let same_port = || self.sockets.iter().position(|(a, _)| a.is_ipv4() == addr.is_ipv4() && a.port() == addr.port());
+        let same_port = || {
+            self.sockets.iter().position(|(a, _)| a.is_ipv4() == addr.is_ipv4() && a.port() == addr.port())
+        };
         let index = exact.or_else(same_port)?;
         Some(self.sockets.remove(index).1)
     }
@@ -106,14 +109,25 @@ pub fn create(spec: &ListenerSpec, activated: &mut Activated) -> Result<Listener
 
 fn create_inet(spec: &ListenerSpec, activated: &mut Activated) -> Result<OwnedFd, ListenError> {
     let Some(addr) = spec.addr else {
-        return Err(ListenError::Inet { service: spec.service.clone(), addr: String::new(), port: 0, source: Errno::EINVAL });
+        return Err(ListenError::Inet {
+            service: spec.service.clone(),
+            addr: String::new(),
+            port: 0,
+            source: Errno::EINVAL,
+        });
     };
     if let Some(fd) = activated.take(&addr) {
         return Ok(fd);
     }
-    let fail = |source| ListenError::Inet { service: spec.service.clone(), addr: addr.ip().to_string(), port: addr.port(), source };
+    let fail = |source| ListenError::Inet {
+        service: spec.service.clone(),
+        addr: addr.ip().to_string(),
+        port: addr.port(),
+        source,
+    };
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None).map_err(fail)?;
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+        .map_err(fail)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(fail)?;
     if spec.reuse_port {
         setsockopt(&fd, sockopt::ReusePort, &true).map_err(fail)?;
@@ -135,8 +149,13 @@ fn create_unix(spec: &ListenerSpec) -> Result<OwnedFd, ListenError> {
     let fail = |source| ListenError::Unix { service: spec.service.clone(), path: path.clone(), source };
     let addr = UnixAddr::new(&spec.path).map_err(fail)?;
     for _ in 0..3 {
-        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
-            .map_err(fail)?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(fail)?;
         // The mode is decided at bind time; a umask of (mode ^ 0777) gives
         // exactly `mode` with no window where the socket is wider open.
         let old = umask(Mode::from_bits_truncate((spec.mode ^ 0o777) & 0o777));
@@ -150,7 +169,8 @@ fn create_unix(spec: &ListenerSpec) -> Result<OwnedFd, ListenError> {
             }
             Err(Errno::EADDRINUSE) => {
                 // Stale socket of a dead master, or a live one?
-                let probe = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(fail)?;
+                let probe = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                    .map_err(fail)?;
                 match connect(probe.as_raw_fd(), &addr) {
                     Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => {
                         let _ = std::fs::remove_file(&spec.path);
@@ -194,16 +214,17 @@ fn create_fifo(spec: &ListenerSpec) -> Result<OwnedFd, ListenError> {
 
 fn set_owner_and_mode(spec: &ListenerSpec, path: &Path) -> Result<(), ListenError> {
     if spec.uid.is_some() || spec.gid.is_some() {
-        chown(path, spec.uid.map(Uid::from_raw), spec.gid.map(Gid::from_raw)).map_err(|source| ListenError::Chown {
-            service: spec.service.clone(),
-            path: path.display().to_string(),
-            uid: spec.uid,
-            gid: spec.gid,
-            source,
+        chown(path, spec.uid.map(Uid::from_raw), spec.gid.map(Gid::from_raw)).map_err(|source| {
+            ListenError::Chown {
+                service: spec.service.clone(),
+                path: path.display().to_string(),
+                uid: spec.uid,
+                gid: spec.gid,
+                source,
+            }
         })?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(spec.mode & 0o7777)).map_err(|source| {
         ListenError::Chmod { service: spec.service.clone(), path: path.display().to_string(), source }
     })
 }
-

@@ -85,24 +85,13 @@ fn facility_code(name: &str) -> u8 {
 }
 
 impl MasterLog {
-    /// Before the configuration is known: stderr only.
-    pub fn stderr() -> MasterLog {
-        MasterLog {
-            error: Sink::Stderr,
-            info: None,
-            debug: None,
-            timestamp: String::new(),
-            ident: "dovecot".into(),
-            facility: 2,
-        }
-    }
-
     pub fn open(config: &Config) -> Result<MasterLog, LogError> {
         let log_path = config.text("log_path");
         let info_path = config.text("info_log_path");
         let debug_path = config.text("debug_log_path");
         let error = Sink::open(&log_path)?;
-        let info = if info_path.is_empty() || info_path == log_path { None } else { Some(Sink::open(&info_path)?) };
+        let info =
+            if info_path.is_empty() || info_path == log_path { None } else { Some(Sink::open(&info_path)?) };
         let effective_info = if info_path.is_empty() { log_path.clone() } else { info_path.clone() };
         let debug = if debug_path.is_empty() || debug_path == effective_info {
             None
@@ -162,18 +151,28 @@ impl MasterLog {
                 let label = if level == Level::Info { "" } else { level.label() };
                 let pri = u32::from(self.facility) * 8 + severity;
                 let stamp = sys::format_local_time("%b %e %H:%M:%S", now);
-                let msg = format!("<{pri}>{stamp} {}[{}]: {prefix}{label}{text}", self.ident, std::process::id());
+                let msg =
+                    format!("<{pri}>{stamp} {}[{}]: {prefix}{label}{text}", self.ident, std::process::id());
                 let sent = socket.as_ref().is_some_and(|s| s.send(msg.as_bytes()).is_ok());
                 if !sent {
                     let _ = writeln!(io::stderr(), "{prefix}{}{text}", level.label());
                 }
             }
             Sink::Stderr => {
-                let stamp = if self.timestamp.is_empty() { String::new() } else { sys::format_local_time(&self.timestamp, now) };
-                let _ = io::stderr().write_all(format!("{stamp}{prefix}{}{text}\n", level.label()).as_bytes());
+                let stamp = if self.timestamp.is_empty() {
+                    String::new()
+                } else {
+                    sys::format_local_time(&self.timestamp, now)
+                };
+                let _ =
+                    io::stderr().write_all(format!("{stamp}{prefix}{}{text}\n", level.label()).as_bytes());
             }
             Sink::File(f) => {
-                let stamp = if self.timestamp.is_empty() { String::new() } else { sys::format_local_time(&self.timestamp, now) };
+                let stamp = if self.timestamp.is_empty() {
+                    String::new()
+                } else {
+                    sys::format_local_time(&self.timestamp, now)
+                };
                 let _ = f.write_all(format!("{stamp}{prefix}{}{text}\n", level.label()).as_bytes());
             }
         }

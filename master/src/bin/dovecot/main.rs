@@ -108,7 +108,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Action::BuildOptions => {
-            println!("Build options: ioloop=epoll notify=none ipv6 rustls (dovecote {})", env!("CARGO_PKG_VERSION"));
+            println!(
+                "Build options: ioloop=epoll notify=none ipv6 rustls (dovecote {})",
+                env!("CARGO_PKG_VERSION")
+            );
             println!("Dovecot compatibility: {DOVECOT_VERSION}");
             println!("Mail storages:");
             println!("SQL driver plugins:");
@@ -117,7 +120,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Action::Doveconf(flag) => {
-            let err = Command::new(sibling("doveconf", "/usr/bin/doveconf")).arg(flag).arg("-c").arg(&args.config_path).exec();
+            let err = Command::new(sibling("doveconf", "/usr/bin/doveconf"))
+                .arg(flag)
+                .arg("-c")
+                .arg(&args.config_path)
+                .exec();
             eprintln!("Fatal: execv(doveconf) failed: {err}");
             ExitCode::from(EXIT_FATAL as u8)
         }
@@ -136,9 +143,15 @@ fn main() -> ExitCode {
 
 /// A startup failure: one line on stderr (and in the log when it is
 /// open), exit 89, nothing left behind running.
-fn fatal(log: &mut MasterLog, text: &str, log_is_stderr: bool) -> i32 {
-    log.master(Level::Fatal, text);
-    if !log_is_stderr {
+fn fatal(log: Option<&mut MasterLog>, text: &str, log_is_stderr: bool) -> i32 {
+    let logged_to_stderr = match log {
+        Some(log) => {
+            log.master(Level::Fatal, text);
+            log_is_stderr
+        }
+        None => false,
+    };
+    if !logged_to_stderr {
         eprintln!("Fatal: {text}");
     }
     EXIT_FATAL
@@ -167,27 +180,26 @@ fn read_password() -> Option<String> {
 fn start(args: &Args) -> i32 {
     // Before anything else opens a descriptor: systemd's sockets sit at 3..
     let mut activated = Activated::from_env();
-    let mut log = MasterLog::stderr();
     let config = match load(&args.config_path, LoadOptions { expand_values: true }) {
         Ok(c) => c,
-        Err(e) => return fatal(&mut log, &e.to_string(), true),
+        Err(e) => return fatal(None, &e.to_string(), false),
     };
     let log_is_stderr = matches!(config.text("log_path").as_str(), "/dev/stderr");
-    match MasterLog::open(&config) {
-        Ok(l) => log = l,
-        Err(e) => return fatal(&mut log, &e.to_string(), true),
-    }
+    let mut log = match MasterLog::open(&config) {
+        Ok(l) => l,
+        Err(e) => return fatal(None, &e.to_string(), false),
+    };
     let warnings = config.warnings.clone();
     let settings = match settings::build(config) {
         Ok(s) => s,
-        Err(e) => return fatal(&mut log, &e.to_string(), log_is_stderr),
+        Err(e) => return fatal(Some(&mut log), &e.to_string(), log_is_stderr),
     };
     let key_password = if args.ask_password { read_password() } else { None };
     if let Err(e) = basedir::check_not_running(&settings.base_dir) {
-        return fatal(&mut log, &e.to_string(), log_is_stderr);
+        return fatal(Some(&mut log), &e.to_string(), log_is_stderr);
     }
     if let Err(e) = basedir::prepare(&settings.base_dir, settings.login_gid) {
-        return fatal(&mut log, &e.to_string(), log_is_stderr);
+        return fatal(Some(&mut log), &e.to_string(), log_is_stderr);
     }
     for w in &warnings {
         log.master(Level::Warning, w);
@@ -203,7 +215,7 @@ fn start(args: &Args) -> i32 {
         match listeners::create(spec, &mut activated) {
             Ok(l) => created.push(l),
             Err(e) => {
-                return fatal(&mut log, &format!("Failed to start listeners: {e}"), log_is_stderr);
+                return fatal(Some(&mut log), &format!("Failed to start listeners: {e}"), log_is_stderr);
             }
         }
     }
@@ -218,7 +230,7 @@ fn start(args: &Args) -> i32 {
         Ok(a) => a,
         Err(e) => {
             return fatal(
-                &mut log,
+                Some(&mut log),
                 &format!("Failed to start listeners: bind({}) failed: {e}", admin_path.display()),
                 log_is_stderr,
             )
@@ -230,17 +242,18 @@ fn start(args: &Args) -> i32 {
             Ok(dovecote_master::sys::ForkResult::Child) => {
                 let _ = nix::unistd::setsid();
             }
-            Err(e) => return fatal(&mut log, &format!("fork() failed: {e}"), log_is_stderr),
+            Err(e) => return fatal(Some(&mut log), &format!("fork() failed: {e}"), log_is_stderr),
         }
     }
     redirect_stdio(args.foreground, log_is_stderr);
     umask(Mode::from_bits_truncate(0o077));
     let pid_file = basedir::pid_file(&settings.base_dir);
     if let Err(e) = basedir::write_pid_and_symlink(&settings.base_dir, &args.config_path) {
-        return fatal(&mut log, &e.to_string(), log_is_stderr);
+        return fatal(Some(&mut log), &e.to_string(), log_is_stderr);
     }
     let (core_soft, _) = getrlimit(Resource::RLIMIT_CORE).unwrap_or((0, 0));
-    let protocols = if settings.protocols.is_empty() { "none".to_owned() } else { settings.protocols.join(", ") };
+    let protocols =
+        if settings.protocols.is_empty() { "none".to_owned() } else { settings.protocols.join(", ") };
     let core_note = if core_soft == 0 { " (core dumps disabled)" } else { "" };
     log.master(Level::Info, &format!("Dovecot v{VERSION_TEXT} starting up for {protocols}{core_note}"));
     let imported_env = imported_environment(&settings.config.text("import_environment"));

@@ -20,7 +20,11 @@ pub fn reloading() {
     let usec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_nsec()) / 1000)
         .unwrap_or(0);
-    send(&[NotifyState::Reloading, NotifyState::MonotonicUsec(usec), NotifyState::Status("reloading configuration")]);
+    send(&[
+        NotifyState::Reloading,
+        NotifyState::MonotonicUsec(usec),
+        NotifyState::Status("reloading configuration"),
+    ]);
 }
 
 pub fn stopping() {

@@ -63,7 +63,14 @@ impl ListenerSpec {
     pub fn reuse_key(&self) -> String {
         match self.kind {
             ListenerKind::Inet => format!("inet {:?}", self.addr),
-            kind => format!("{} {} {:?} {:?} {:o}", kind.as_str(), self.path.display(), self.uid, self.gid, self.mode),
+            kind => format!(
+                "{} {} {:?} {:?} {:o}",
+                kind.as_str(),
+                self.path.display(),
+                self.uid,
+                self.gid,
+                self.mode
+            ),
         }
     }
 
@@ -163,7 +170,7 @@ pub fn build(config: Config) -> Result<MasterSettings, SettingsError> {
     let mut missing = Vec::new();
     for section in config.services() {
         let protocol = section.text("protocol");
-        if !protocol.is_empty() && !protocols.iter().any(|p| *p == protocol) {
+        if !protocol.is_empty() && !protocols.contains(&protocol) {
             continue;
         }
         let service_type = section.text("type");
@@ -177,8 +184,10 @@ pub fn build(config: Config) -> Result<MasterSettings, SettingsError> {
             missing.push((section.name.clone(), executable_text.clone()));
             continue;
         };
-        let title_prefix = if instance.starts_with("dovecot") { instance.clone() } else { format!("dovecot-{instance}") };
-        let basename = Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let title_prefix =
+            if instance.starts_with("dovecot") { instance.clone() } else { format!("dovecot-{instance}") };
+        let basename =
+            Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut argv = vec![format!("{title_prefix}/{basename}")];
         argv.extend(words.map(str::to_owned));
         services.push(build_service(&config, section, executable, argv, &base_dir, ssl_enabled)?);
@@ -250,7 +259,8 @@ fn build_service(
             if mode == 0 {
                 continue;
             }
-            let listener_kind = if kind == SectionKind::UnixListener { ListenerKind::Unix } else { ListenerKind::Fifo };
+            let listener_kind =
+                if kind == SectionKind::UnixListener { ListenerKind::Unix } else { ListenerKind::Fifo };
             let place = format!("{} {} ", kind.keyword(), l.name);
             let path = if l.name.starts_with('/') { PathBuf::from(&l.name) } else { base_dir.join(&l.name) };
             let user = expand_user(config, &l.text("user"));
@@ -283,7 +293,8 @@ fn build_service(
                         .as_raw(),
                 )
             };
-            let basename = Path::new(&l.name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let basename =
+                Path::new(&l.name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             listeners.push(ListenerSpec {
                 service: name.clone(),
                 name: ListenerName { name: basename, kind: listener_kind, ssl: false, haproxy: false },
@@ -325,7 +336,12 @@ fn build_service(
             })? {
                 listeners.push(ListenerSpec {
                     service: name.clone(),
-                    name: ListenerName { name: l.name.clone(), kind: ListenerKind::Inet, ssl, haproxy: l.bool("haproxy") },
+                    name: ListenerName {
+                        name: l.name.clone(),
+                        kind: ListenerKind::Inet,
+                        ssl,
+                        haproxy: l.bool("haproxy"),
+                    },
                     kind: ListenerKind::Inet,
                     path: PathBuf::new(),
                     addr: Some(addr),

@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 
 use dovecote_master::contract::{
-    encode_listeners, LogLine, Level, Restrict, ENV_CORE_LIMIT, ENV_GENERATION, ENV_LISTENERS, ENV_RESTRICT,
+    encode_listeners, Level, LogLine, Restrict, ENV_CORE_LIMIT, ENV_GENERATION, ENV_LISTENERS, ENV_RESTRICT,
     ENV_SERVICE, EXIT_EXEC_FAILED, EXIT_FATAL, FD_FIRST_LISTENER,
 };
 use dovecote_master::{privileges, sys};
@@ -36,9 +36,9 @@ use crate::settings::ServiceSettings;
 
 #[derive(Debug, Error)]
 pub enum SpawnError {
-    #[error("service({service}): {what} failed: {source}")]
+    #[error("service({service}): {what} failed: {}", .source.desc())]
     Setup { service: String, what: &'static str, source: Errno },
-    #[error("service({service}): fork() failed: {source}")]
+    #[error("service({service}): fork() failed: {}", .source.desc())]
     Fork { service: String, source: Errno },
     #[error("service({service}): invalid {what} (contains NUL)")]
     Nul { service: String, what: &'static str },
@@ -66,7 +66,11 @@ pub struct SpawnRequest<'a> {
 }
 
 fn pipe(service: &str, what: &'static str) -> Result<(OwnedFd, OwnedFd), SpawnError> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup { service: service.to_owned(), what, source })
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup {
+        service: service.to_owned(),
+        what,
+        source,
+    })
 }
 
 fn set_nonblocking(fd: &OwnedFd) {
@@ -85,10 +89,16 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let (config_read, config_write) = pipe(name, "pipe() for the config")?;
     set_nonblocking(&log_read);
     set_nonblocking(&config_write);
-    let (control_master, control_child) = UnixStream::pair()
-        .map_err(|e| SpawnError::Setup { service: name.to_owned(), what: "socketpair()", source: io_errno(&e) })?;
-    let dev_null = File::open("/dev/null")
-        .map_err(|e| SpawnError::Setup { service: name.to_owned(), what: "open(/dev/null)", source: io_errno(&e) })?;
+    let (control_master, control_child) = UnixStream::pair().map_err(|e| SpawnError::Setup {
+        service: name.to_owned(),
+        what: "socketpair()",
+        source: io_errno(&e),
+    })?;
+    let dev_null = File::open("/dev/null").map_err(|e| SpawnError::Setup {
+        service: name.to_owned(),
+        what: "open(/dev/null)",
+        source: io_errno(&e),
+    })?;
 
     let executable = cstring(name, "executable", service.executable.as_os_str().as_bytes())?;
     let argv: Vec<CString> =

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dovecote_config::{load, LoadOptions};
 use dovecote_master::admin::{CLIENT_HANDSHAKE, MAX_REQUEST, SERVER_HANDSHAKE};
-use dovecote_master::contract::{exit_code_meaning, Level, ListenerKind, LogLine, StatusRecord, MAX_LOG_LINE};
+use dovecote_master::contract::{
+    exit_code_meaning, Level, ListenerKind, LogLine, StatusRecord, MAX_LOG_LINE,
+};
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -180,12 +182,24 @@ impl Supervisor {
     pub fn new(startup: Startup) -> io::Result<Supervisor> {
         let poll = Poll::new()?;
         let mut mask = SigSet::empty();
-        for sig in [Signal::SIGCHLD, Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGUSR1] {
+        for sig in [
+            Signal::SIGCHLD,
+            Signal::SIGHUP,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+        ] {
             mask.add(sig);
         }
         mask.thread_block().map_err(io::Error::from)?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
-        poll.registry().register(&mut SourceFd(&signals.as_fd().as_raw_fd()), TOKEN_SIGNALS, Interest::READABLE)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(io::Error::from)?;
+        poll.registry().register(
+            &mut SourceFd(&signals.as_fd().as_raw_fd()),
+            TOKEN_SIGNALS,
+            Interest::READABLE,
+        )?;
         startup.admin.set_nonblocking(true)?;
         let mut admin = UnixListener::from_std(startup.admin);
         poll.registry().register(&mut admin, TOKEN_ADMIN, Interest::READABLE)?;
@@ -232,16 +246,20 @@ impl Supervisor {
         for settings in services {
             let mut indices = Vec::new();
             for spec in &settings.listeners {
-                if let Some(i) = self.listeners.iter().position(|l| l.as_ref().is_some_and(|l| l.spec == *spec)) {
+                if let Some(i) =
+                    self.listeners.iter().position(|l| l.as_ref().is_some_and(|l| l.spec == *spec))
+                {
                     indices.push(i);
                 }
             }
             // A listener that could not be created (reload) is left out;
             // the names passed to the children must match the fds.
             let mut settings = settings;
-            let kept: Vec<_> = indices.iter().filter_map(|i| self.listeners[*i].as_ref().map(|l| l.spec.clone())).collect();
+            let kept: Vec<_> =
+                indices.iter().filter_map(|i| self.listeners[*i].as_ref().map(|l| l.spec.clone())).collect();
             settings.listeners = kept;
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)?;
+            let (read, write) =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)?;
             let name = settings.name.clone();
             let token = self.token(Source::Status { service: name.clone(), generation });
             let read = File::from(read);
@@ -339,8 +357,12 @@ impl Supervisor {
 
     fn spawn_process(&mut self, name: &str) -> bool {
         let Some(state) = self.services.get(name) else { return false };
-        let listeners: Vec<_> =
-            state.listeners.iter().filter_map(|i| self.listeners.get(*i).and_then(|l| l.as_ref())).map(|l| l.fd.as_fd()).collect();
+        let listeners: Vec<_> = state
+            .listeners
+            .iter()
+            .filter_map(|i| self.listeners.get(*i).and_then(|l| l.as_ref()))
+            .map(|l| l.fd.as_fd())
+            .collect();
         let request = SpawnRequest {
             service: &state.settings,
             listeners,
@@ -365,8 +387,13 @@ impl Supervisor {
                 let log_token = self.token(Source::Log { pid });
                 let config_token = self.token(Source::Config { pid });
                 let registry = self.poll.registry();
-                let _ = registry.register(&mut SourceFd(&child.log.as_raw_fd()), log_token, Interest::READABLE);
-                let _ = registry.register(&mut SourceFd(&child.config.as_raw_fd()), config_token, Interest::WRITABLE);
+                let _ =
+                    registry.register(&mut SourceFd(&child.log.as_raw_fd()), log_token, Interest::READABLE);
+                let _ = registry.register(
+                    &mut SourceFd(&child.config.as_raw_fd()),
+                    config_token,
+                    Interest::WRITABLE,
+                );
                 self.processes.insert(
                     pid,
                     Process {
@@ -433,15 +460,18 @@ impl Supervisor {
     fn read_status(&mut self, service: &str, generation: u32) {
         let mut buf = [0u8; StatusRecord::SIZE * 85];
         let mut data = Vec::new();
-        let partial = if let Some(state) = self.services.get_mut(service).filter(|s| s.generation == generation) {
-            read_available(&mut state.status_read, &mut buf, &mut data);
-            std::mem::take(&mut state.status_partial)
-        } else if let Some(r) = self.retired_status.iter_mut().find(|r| r.service == service && r.generation == generation) {
-            read_available(&mut r.read, &mut buf, &mut data);
-            std::mem::take(&mut r.partial)
-        } else {
-            return;
-        };
+        let partial =
+            if let Some(state) = self.services.get_mut(service).filter(|s| s.generation == generation) {
+                read_available(&mut state.status_read, &mut buf, &mut data);
+                std::mem::take(&mut state.status_partial)
+            } else if let Some(r) =
+                self.retired_status.iter_mut().find(|r| r.service == service && r.generation == generation)
+            {
+                read_available(&mut r.read, &mut buf, &mut data);
+                std::mem::take(&mut r.partial)
+            } else {
+                return;
+            };
         let mut all = partial;
         all.extend_from_slice(&data);
         let whole = all.len() / StatusRecord::SIZE * StatusRecord::SIZE;
@@ -453,7 +483,9 @@ impl Supervisor {
         let rest = all[whole..].to_vec();
         if let Some(state) = self.services.get_mut(service).filter(|s| s.generation == generation) {
             state.status_partial = rest;
-        } else if let Some(r) = self.retired_status.iter_mut().find(|r| r.service == service && r.generation == generation) {
+        } else if let Some(r) =
+            self.retired_status.iter_mut().find(|r| r.service == service && r.generation == generation)
+        {
             r.partial = rest;
         }
     }
@@ -461,7 +493,8 @@ impl Supervisor {
     fn apply_status(&mut self, record: StatusRecord) {
         let Some(process) = self.processes.get_mut(&record.pid) else { return };
         if process.generation != record.generation {
-            let text = format!("Ignoring invalid update from child {} (UID={})", record.pid, record.generation);
+            let text =
+                format!("Ignoring invalid update from child {} (UID={})", record.pid, record.generation);
             self.log.master(Level::Error, &text);
             return;
         }
@@ -572,7 +605,10 @@ impl Supervisor {
             }
             self.read_log(pid, true);
             let Some(process) = self.processes.remove(&pid) else { continue };
-            for token in [process.log.as_ref().map(|l| l.1), process.config.as_ref().map(|c| c.1)].into_iter().flatten() {
+            for token in [process.log.as_ref().map(|l| l.1), process.config.as_ref().map(|c| c.1)]
+                .into_iter()
+                .flatten()
+            {
                 self.sources.remove(&token);
             }
             if let Some((file, _, _)) = &process.log {
@@ -599,12 +635,16 @@ impl Supervisor {
                     None
                 } else {
                     let core = if core { " (core dumped)" } else { "" };
-                    Some(format!("master: service({name}): child {pid} killed with signal {}{core}", sig as i32))
+                    Some(format!(
+                        "master: service({name}): child {pid} killed with signal {}{core}",
+                        sig as i32
+                    ))
                 }
             }
             _ => None,
         };
-        let current = !process.retired && self.services.get(&name).is_some_and(|s| s.generation == process.generation);
+        let current =
+            !process.retired && self.services.get(&name).is_some_and(|s| s.generation == process.generation);
         if let Some(text) = &failure {
             self.log.write(&format!("{name}: "), Level::Fatal, text);
         }
@@ -626,13 +666,16 @@ impl Supervisor {
                 state.exit_failure_last = unix_now();
                 let now = Instant::now();
                 match state.exit_failure_window {
-                    Some(start) if now.duration_since(start) < Duration::from_secs(1) => state.exit_failures_in_sec += 1,
+                    Some(start) if now.duration_since(start) < Duration::from_secs(1) => {
+                        state.exit_failures_in_sec += 1
+                    }
                     _ => {
                         state.exit_failure_window = Some(now);
                         state.exit_failures_in_sec = 1;
                     }
                 }
-                let storm = state.exit_failures_in_sec > MAX_EXIT_FAILURES_IN_SEC && !state.have_successful_exits;
+                let storm =
+                    state.exit_failures_in_sec > MAX_EXIT_FAILURES_IN_SEC && !state.have_successful_exits;
                 if !process.got_status || storm {
                     self.throttle(&name);
                 }
@@ -649,7 +692,11 @@ impl Supervisor {
         state.throttle_until = Some(Instant::now() + secs);
         state.throttle_next = (secs * 2).min(THROTTLE_MAX);
         state.throttled += 1;
-        let text = format!("service({name}): command startup failed, throttling for {}.{:03} secs", secs.as_secs(), secs.subsec_millis());
+        let text = format!(
+            "service({name}): command startup failed, throttling for {}.{:03} secs",
+            secs.as_secs(),
+            secs.subsec_millis()
+        );
         self.log.master(Level::Error, &text);
     }
 
@@ -658,7 +705,9 @@ impl Supervisor {
         if alive {
             return;
         }
-        if let Some(pos) = self.retired_status.iter().position(|r| r.service == service && r.generation == generation) {
+        if let Some(pos) =
+            self.retired_status.iter().position(|r| r.service == service && r.generation == generation)
+        {
             let r = self.retired_status.remove(pos);
             let _ = self.poll.registry().deregister(&mut SourceFd(&r.read.as_raw_fd()));
             self.sources.remove(&r.token);
@@ -716,7 +765,10 @@ impl Supervisor {
         let (mut count, mut avail) = self.counts(name, generation);
         if !throttled {
             let mut started = 0;
-            while avail < limits.process_min_avail && count < limits.process_limit && started < PREFORK_MAX_AT_ONCE {
+            while avail < limits.process_min_avail
+                && count < limits.process_limit
+                && started < PREFORK_MAX_AT_ONCE
+            {
                 if !self.spawn_process(name) {
                     break;
                 }
@@ -736,13 +788,15 @@ impl Supervisor {
         }
         // Watch while nobody can accept and we may start someone, or while
         // dropping connections (throttled with nobody left, or full > 10 s).
-        let drop_mode = (throttled && count == 0) || state.full_since.is_some_and(|t| now.duration_since(t) >= DROP_TIMEOUT);
+        let drop_mode = (throttled && count == 0)
+            || state.full_since.is_some_and(|t| now.duration_since(t) >= DROP_TIMEOUT);
         let want_watch = has_listeners && avail == 0 && ((!throttled && !full) || drop_mode);
         if full && has_listeners {
             if state.full_since.is_none() {
                 state.full_since = Some(now);
             }
-            let warn = state.last_drop_warning.is_none_or(|(t, _)| now.duration_since(t) >= DROP_WARNING_INTERVAL);
+            let warn =
+                state.last_drop_warning.is_none_or(|(t, _)| now.duration_since(t) >= DROP_WARNING_INTERVAL);
             if warn && self.listener_pending(name) {
                 let state = self.services.get_mut(name).expect("checked above");
                 state.last_drop_warning = Some((now, unix_now()));
@@ -876,7 +930,11 @@ impl Supervisor {
         let late: Vec<u32> = self
             .processes
             .values()
-            .filter(|p| !p.got_status && p.sent_signal.is_none() && now.duration_since(p.started) >= FIRST_STATUS_TIMEOUT)
+            .filter(|p| {
+                !p.got_status
+                    && p.sent_signal.is_none()
+                    && now.duration_since(p.started) >= FIRST_STATUS_TIMEOUT
+            })
             .map(|p| p.pid)
             .collect();
         for pid in late {
@@ -896,7 +954,12 @@ impl Supervisor {
             let up = self
                 .processes
                 .values()
-                .filter(|p| p.service == s.settings.name && p.generation == s.generation && p.got_status && p.available > 0)
+                .filter(|p| {
+                    p.service == s.settings.name
+                        && p.generation == s.generation
+                        && p.got_status
+                        && p.available > 0
+                })
                 .count() as u32;
             up >= s.settings.limits.process_min_avail
         })
@@ -913,7 +976,10 @@ impl Supervisor {
         notify::reloading();
         let outcome = load(&self.config_path, LoadOptions { expand_values: true })
             .map_err(|e| e.to_string())
-            .and_then(|config| settings::build(config).map_err(|e| format!("Error in configuration file {}: {e}", self.config_path)));
+            .and_then(|config| {
+                settings::build(config)
+                    .map_err(|e| format!("Error in configuration file {}: {e}", self.config_path))
+            });
         match outcome {
             Err(e) => {
                 self.log.master(Level::Error, &format!("Config reload failed: {e}"));
@@ -942,7 +1008,8 @@ impl Supervisor {
         let mut to_create = Vec::new();
         for spec in &wanted {
             let key = spec.reuse_key();
-            if let Some(pos) = old.iter().position(|l| l.as_ref().is_some_and(|l| l.spec.reuse_key() == key)) {
+            if let Some(pos) = old.iter().position(|l| l.as_ref().is_some_and(|l| l.spec.reuse_key() == key))
+            {
                 if let Some(mut l) = old[pos].take() {
                     l.spec = spec.clone();
                     new_listeners.push(Some(l));
@@ -985,7 +1052,8 @@ impl Supervisor {
                 retired_pids.push(p.pid);
             }
         }
-        let retired: Vec<(String, u32)> = self.retired_status.iter().map(|r| (r.service.clone(), r.generation)).collect();
+        let retired: Vec<(String, u32)> =
+            self.retired_status.iter().map(|r| (r.service.clone(), r.generation)).collect();
         for (service, generation) in retired {
             self.drop_retired_status_if_done(&service, generation);
         }
@@ -1004,7 +1072,8 @@ impl Supervisor {
     }
 
     fn reload_timeline(&mut self, now: Instant) {
-        let due: Vec<(Instant, Signal, u32)> = self.reload_kills.iter().filter(|(t, _, _)| now >= *t).cloned().collect();
+        let due: Vec<(Instant, Signal, u32)> =
+            self.reload_kills.iter().filter(|(t, _, _)| now >= *t).cloned().collect();
         self.reload_kills.retain(|(t, _, _)| now < *t);
         for (_, signal, generation) in due {
             let mut count = 0;
@@ -1016,7 +1085,8 @@ impl Supervisor {
                 }
             }
             if count > 0 {
-                let text = format!("Processes aren't dying after reload, sent {signal:?} to {count} processes.");
+                let text =
+                    format!("Processes aren't dying after reload, sent {signal:?} to {count} processes.");
                 self.log.master(Level::Warning, &text);
             }
         }
@@ -1052,7 +1122,10 @@ impl Supervisor {
         let shutdown_clients = self.settings.shutdown_clients;
         // With shutdown_clients=no, processes with clients are left to
         // finish on their own, as Dovecot leaves them.
-        let waiting = self.processes.values().any(|p| shutdown_clients || p.available == p.client_limit || !p.got_status);
+        let waiting = self
+            .processes
+            .values()
+            .any(|p| shutdown_clients || p.available == p.client_limit || !p.got_status);
         if waiting && Instant::now() < deadline {
             return false;
         }
@@ -1082,9 +1155,18 @@ impl Supervisor {
                     let id = self.next_admin;
                     self.next_admin += 1;
                     let token = self.token(Source::Admin { id });
-                    let _ = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE);
-                    let mut client =
-                        AdminClient { stream, token, input: Vec::new(), output: Vec::new(), handshaken: false };
+                    let _ = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    let mut client = AdminClient {
+                        stream,
+                        token,
+                        input: Vec::new(),
+                        output: Vec::new(),
+                        handshaken: false,
+                    };
                     client.output.extend_from_slice(format!("{SERVER_HANDSHAKE}\n").as_bytes());
                     self.admin_clients.insert(id, client);
                     self.flush_admin(id);
@@ -1118,7 +1200,8 @@ impl Supervisor {
             }
             while let Some(pos) = client.input.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = client.input.drain(..=pos).collect();
-                requests.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_owned());
+                requests
+                    .push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_owned());
             }
             if client.input.len() > MAX_REQUEST {
                 close = true;
@@ -1205,7 +1288,10 @@ impl Supervisor {
         let mut out = String::new();
         for state in self.services.values() {
             let (count, avail) = self.counts(&state.settings.name, state.generation);
-            let throttle_secs = state.throttle_until.map(|t| t.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0);
+            let throttle_secs = state
+                .throttle_until
+                .map(|t| t.saturating_duration_since(Instant::now()).as_secs())
+                .unwrap_or(0);
             let listen_pending = self.listener_pending(&state.settings.name);
             let fields = [
                 state.settings.name.clone(),
@@ -1233,8 +1319,11 @@ impl Supervisor {
     }
 
     fn process_status(&self, only: &[&str]) -> String {
-        let mut rows: Vec<&Process> =
-            self.processes.values().filter(|p| only.is_empty() || only.contains(&p.service.as_str())).collect();
+        let mut rows: Vec<&Process> = self
+            .processes
+            .values()
+            .filter(|p| only.is_empty() || only.contains(&p.service.as_str()))
+            .collect();
         // Busy ones first, then idle, as Dovecot lists them.
         rows.sort_by_key(|p| (p.service.clone(), p.idle_start.is_some(), p.pid));
         let mut out = String::new();
@@ -1260,7 +1349,9 @@ impl Supervisor {
                 _ => {
                     use std::os::unix::fs::MetadataExt;
                     match std::fs::symlink_metadata(&l.spec.path) {
-                        Ok(m) => (user_name(m.uid()), group_name(m.gid()), format!("{:04o}", m.mode() & 0o7777)),
+                        Ok(m) => {
+                            (user_name(m.uid()), group_name(m.gid()), format!("{:04o}", m.mode() & 0o7777))
+                        }
                         Err(_) => ("?".to_owned(), "?".to_owned(), "?".to_owned()),
                     }
                 }
