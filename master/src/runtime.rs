@@ -190,11 +190,12 @@ pub struct Context {
 pub fn run<S: Service>(build: impl FnOnce(&Context) -> S) -> ! {
     let args: Vec<OsString> = std::env::args_os().collect();
     let argv_area = sys::ArgvArea::locate(&args);
+    let title = args.first().map(|a| a.to_string_lossy().trim_end().to_owned()).unwrap_or_default();
     install_panic_hook();
     match setup() {
         Ok(ctx) => {
             let service = build(&ctx);
-            let code = match EventLoop::new(ctx, service, argv_area) {
+            let code = match EventLoop::new(ctx, service, argv_area, title) {
                 Ok(mut event_loop) => match event_loop.run() {
                     Ok(()) => 0,
                     Err(e) => {
@@ -338,12 +339,19 @@ struct EventLoop<S: Service> {
     generation: u32,
     verbose_proctitle: bool,
     argv_area: Option<sys::ArgvArea>,
+    /// argv[0] as the master set it (`dovecot/imap-login`), padding removed.
+    title: String,
     last_title: String,
     shutdown_clients: bool,
 }
 
 impl<S: Service> EventLoop<S> {
-    fn new(ctx: Context, service: S, argv_area: Option<sys::ArgvArea>) -> Result<Self, RuntimeError> {
+    fn new(
+        ctx: Context,
+        service: S,
+        argv_area: Option<sys::ArgvArea>,
+        title: String,
+    ) -> Result<Self, RuntimeError> {
         let poll = Poll::new()?;
         let mut mask = SigSet::empty();
         for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGQUIT, Signal::SIGHUP, Signal::SIGUSR1] {
@@ -410,6 +418,7 @@ impl<S: Service> EventLoop<S> {
             generation,
             verbose_proctitle,
             argv_area,
+            title,
             last_title: String::new(),
             shutdown_clients,
         };
@@ -762,7 +771,7 @@ impl<S: Service> EventLoop<S> {
             return;
         }
         let Some(area) = self.argv_area.as_mut() else { return };
-        let base = format!("{}/{}", self.ctx.config.text("instance_name"), self.ctx.service);
+        let base = self.title.clone();
         let title = match self.clients.len() {
             0 => base,
             1 => {

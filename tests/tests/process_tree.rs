@@ -183,3 +183,36 @@ fn doveadm_prints_every_service_process_and_listener() {
     );
     assert!(text.contains("spawned: 2\ndied: 0\nthrottled: 0\n"), "{text}");
 }
+
+#[test]
+fn verbose_proctitle_and_child_log_lines_carry_service_user_and_pid() {
+    let port = free_port();
+    let body = format!(
+        "verbose_proctitle = yes\nservice echo-login {{\n  type = login\n  executable = echo-service\n  \
+         user = $default_login_user\n  chroot = login\n  process_min_avail = 1\n  inet_listener echo {{\n    port = {port}\n  }}\n}}\n"
+    );
+    let mut dovecot = Instance::start("title", &body);
+    let mut client = connect(port);
+    assert_eq!(ask(&mut client, "USER alice"), "OK");
+    let pid = served_by(&mut client);
+    assert!(
+        wait_for(Duration::from_secs(2), || cmdline(pid) == "dovecot/echo-service [alice 127.0.0.1 echoing]"),
+        "title: {:?}",
+        cmdline(pid)
+    );
+    // A line logged with a user gets Dovecot's `service(user)<pid>: ` prefix.
+    assert!(dovecot.wait_log(&format!("echo-login(alice)<{pid}>: Info: user set"), Duration::from_secs(2)));
+    // A panic is logged under the service's name, its exit with the pid.
+    use std::io::Write;
+    client.write_all(b"PANIC\n").unwrap();
+    assert!(
+        dovecot.wait_log("echo-login: Panic: panicked at", Duration::from_secs(2)),
+        "{}",
+        dovecot.log_text()
+    );
+    assert!(dovecot.wait_log(
+        &format!("echo-login: Fatal: master: service(echo-login): child {pid} returned error 101"),
+        Duration::from_secs(2)
+    ));
+    let _ = dovecot.children();
+}

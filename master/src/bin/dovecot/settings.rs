@@ -21,6 +21,9 @@ use dovecote_master::contract::{ListenerKind, ListenerName, ServiceLimits};
 use nix::unistd::{AccessFlags, Group, User};
 use thiserror::Error;
 
+/// Bytes of padding after argv[0] with verbose_proctitle = yes.
+const TITLE_ROOM: usize = 128;
+
 /// Settings that carry private key material; only services that terminate
 /// TLS receive them on their config pipe.
 const SECRET_SETTINGS: &[&str] = &["ssl_key", "ssl_key_password", "ssl_alt_key", "ssl_client_key"];
@@ -188,7 +191,13 @@ pub fn build(config: Config) -> Result<MasterSettings, SettingsError> {
             if instance.starts_with("dovecot") { instance.clone() } else { format!("dovecot-{instance}") };
         let basename =
             Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut argv = vec![format!("{title_prefix}/{basename}")];
+        let mut title = format!("{title_prefix}/{basename}");
+        if config.root.bool("verbose_proctitle") {
+            // Room for `[user ip state]`: the runtime rewrites argv[0] in
+            // place and can't grow it; trailing spaces are invisible in ps.
+            title.push_str(&" ".repeat(TITLE_ROOM));
+        }
+        let mut argv = vec![title];
         argv.extend(words.map(str::to_owned));
         services.push(build_service(&config, section, executable, argv, &base_dir, ssl_enabled)?);
     }
