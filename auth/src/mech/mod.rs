@@ -164,12 +164,14 @@ pub trait Mechanism: Send {
     /// Canonical mechanism name.
     fn name(&self) -> &'static str;
 
-    /// Starts with the optional initial response (`resp=`); an empty one
-    /// counts as none, as in Dovecot.
+    /// Starts with the optional initial response (`resp=`). An empty one
+    /// (`resp=` from a version 1.2 client) is an empty response, not none:
+    /// Dovecot 2.3 fails `AUTH PLAIN ... resp=` instead of continuing. The
+    /// protocol layer maps `resp=` from pre-1.2 clients (Exim) to `None`.
     fn start(&mut self, initial: Option<&[u8]>) -> Step {
         match initial {
-            Some(data) if !data.is_empty() => self.input(data),
-            _ => Step::Continue(Vec::new()),
+            Some(data) => self.input(data),
+            None => Step::Continue(Vec::new()),
         }
     }
 
