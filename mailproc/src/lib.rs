@@ -1,3 +1,5 @@
 //! Mail storage for dovecote: users, namespaces, mailboxes and messages on
 //! sdbox, Maildir and mbox, with self-healing indexes and the change log that
 //! CONDSTORE/QRESYNC and replication read.
+
+pub mod storage;

@@ -1,0 +1,106 @@
+//! The contract between the format-independent mailbox logic
+//! ([`super::mailbox`]) and a mail file format (Maildir, sdbox).
+//!
+//! A backend owns the mail files; the index owns UIDs, modseqs and flags,
+//! and every backend can rebuild that knowledge from its files ([`scan`]).
+
+use std::path::PathBuf;
+
+use super::error::Result;
+use super::index::MailboxState;
+use super::types::{Flags, Keywords, MessageRecord};
+
+/// A message written durably to a temp file, not yet visible.
+#[derive(Debug)]
+pub struct Staged {
+    pub tmp_path: PathBuf,
+    pub guid: String,
+    pub physical_size: u64,
+    pub virtual_size: u64,
+    pub received: i64,
+    pub flags: Flags,
+    pub keywords: Keywords,
+}
+
+/// One message found on disk.
+#[derive(Debug, Clone)]
+pub struct ScannedMessage {
+    /// The UID the files carry (uidlist entry, `u.<uid>` name).
+    pub uid: Option<u32>,
+    pub guid: String,
+    pub location: String,
+    /// Flags if the files carry them.
+    pub flags: Option<(Flags, Keywords)>,
+    pub received: i64,
+    pub saved: i64,
+    pub physical_size: u64,
+    pub virtual_size: u64,
+}
+
+/// Everything the mail files say about a mailbox.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub messages: Vec<ScannedMessage>,
+    pub uid_validity: Option<u32>,
+    pub guid: Option<String>,
+    pub uid_next: Option<u32>,
+}
+
+/// A lock that a format needs besides our own (Dovecot's uidlist dotlock).
+pub type FormatLock = Option<super::fsutil::DotLock>;
+
+pub trait Backend: std::fmt::Debug {
+    /// Whether the mailbox's mail directory exists.
+    fn exists(&self) -> bool;
+    /// Creates the directories and persists the mailbox identity.
+    fn create(&self, guid: &str, uid_validity: u32) -> Result<()>;
+    /// Takes the format's own lock for a write transaction.
+    fn lock(&self) -> Result<FormatLock>;
+    /// Writes a new message to a temp file and fsyncs it (if `fsync`).
+    fn stage(
+        &self,
+        data: &[u8],
+        received: i64,
+        flags: Flags,
+        keywords: &Keywords,
+        guid: Option<&str>,
+    ) -> Result<Staged>;
+    /// Makes a staged message visible under `uid`; returns its record with
+    /// modseqs left 0 for the caller. Called under the mailbox lock.
+    fn publish(&self, staged: Staged, uid: u32) -> Result<MessageRecord>;
+    /// The raw message bytes.
+    fn read(&self, record: &MessageRecord) -> Result<Vec<u8>>;
+    /// Path of the file holding a message (for hard-link copies).
+    fn path_of(&self, record: &MessageRecord) -> PathBuf;
+    /// Stores new flags in the mail files if the format keeps them there;
+    /// returns the new location if the file moved.
+    fn set_flags(&self, record: &MessageRecord, flags: Flags, keywords: &Keywords) -> Result<Option<String>>;
+    /// Removes a message's files.
+    fn remove(&self, record: &MessageRecord) -> Result<()>;
+    /// A cheap fingerprint (directory mtimes) of the mail files.
+    fn stamp(&self) -> String;
+    /// Whether the files may have changed behind the index's back.
+    fn needs_scan(&self, stamp: &str) -> bool;
+    /// Lists every message on disk.
+    fn scan(&self) -> Result<Scan>;
+    /// Persists format-side metadata after a transaction (Maildir's
+    /// dovecot-uidlist). `appended` are new UIDs in ascending order.
+    fn commit(&self, state: &MailboxState, appended: &[u32], rewrite: bool) -> Result<()>;
+    /// Makes the directory entries of published files durable.
+    fn sync_dirs(&self) -> Result<()>;
+    /// Removes the mailbox's mail files and directories (not children).
+    fn delete(&self) -> Result<()>;
+}
+
+/// IMAP virtual size: bare LFs count as CRLF.
+pub fn virtual_size(data: &[u8]) -> u64 {
+    let mut size = data.len() as u64;
+    let mut prev = 0u8;
+    for &b in data {
+        if b == b'\n' && prev != b'\r' {
+            size += 1;
+        }
+        prev = b;
+    }
+    size
+}

@@ -1,0 +1,190 @@
+//! File-system primitives with the durability rules of DESIGN §4.4: write a
+//! temp file, fsync it, rename it into place, fsync the directory. Also the
+//! two lock kinds: `flock` on our own lock files and Dovecot's dotlocks
+//! (`dovecot-uidlist.lock`) where Dovecot must see our lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::error::{Result, StorageError};
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// fsyncs a directory so that renames and creations in it are durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    let f = File::open(dir).map_err(|e| StorageError::io("open", dir, e))?;
+    f.sync_all().map_err(|e| StorageError::io("fsync", dir, e))
+}
+
+/// Creates a directory and its parents (mode 0700 like Dovecot's defaults).
+pub fn mkdir_all(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode_0700()
+        .create(dir)
+        .map_err(|e| StorageError::io("mkdir", dir, e))
+}
+
+trait DirBuilderExt {
+    fn mode_0700(&mut self) -> &mut Self;
+}
+
+impl DirBuilderExt for fs::DirBuilder {
+    fn mode_0700(&mut self) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
+    }
+}
+
+/// Writes `data` to `path` atomically and durably: a reader sees either the
+/// old file or the complete new one, before and after a crash.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = temp_name(path);
+    write_synced(&tmp, data)?;
+    fs::rename(&tmp, path).map_err(|e| StorageError::io("rename", path, e))?;
+    fsync_dir(dir)
+}
+
+/// Creates `path` exclusively with `data`, fsynced (not the directory).
+pub fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StorageError::io("open", path, e))?;
+    f.write_all(data).map_err(|e| StorageError::io("write", path, e))?;
+    f.sync_all().map_err(|e| StorageError::io("fsync", path, e))
+}
+
+/// A unique temp name next to `path`.
+pub fn temp_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp.{}.{}", std::process::id(), unique_counter()));
+    path.with_file_name(name)
+}
+
+/// A per-process counter for unique names.
+pub fn unique_counter() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Reads a whole file; `Ok(None)` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(data) => Ok(Some(data)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("read", path, e)),
+    }
+}
+
+/// An exclusive or shared `flock` held until dropped.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Blocks until the lock on `path` (created if missing) is held.
+    pub fn acquire(path: &Path, exclusive: bool) -> Result<FileLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StorageError::io("open", path, e))?;
+        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+            if rc == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(StorageError::io("flock", path, err));
+            }
+        }
+    }
+}
+
+/// A Dovecot-style dotlock (`<file>.lock` created with O_EXCL), removed
+/// when dropped. Locks older than `stale` are taken over, as Dovecot does.
+#[derive(Debug)]
+pub struct DotLock {
+    path: PathBuf,
+}
+
+impl DotLock {
+    pub fn acquire(target: &Path, timeout: Duration, stale: Duration) -> Result<DotLock> {
+        let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".lock");
+        let path = target.with_file_name(name);
+        let start = Instant::now();
+        loop {
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(mut f) => {
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return Ok(DotLock { path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let old = fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > stale);
+                    if old {
+                        let _ = fs::remove_file(&path);
+                        continue;
+                    }
+                    if start.elapsed() > timeout {
+                        return Err(StorageError::LockTimeout(path));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(StorageError::io("open", &path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for DotLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// mtime in nanoseconds and size of a path, or zeros when missing.
+pub fn stat_stamp(path: &Path) -> (i128, u64) {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(path) {
+        Ok(m) => (m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128, m.size()),
+        Err(_) => (0, 0),
+    }
+}
+
+/// A fresh random 128-bit GUID as 32 hex digits.
+pub fn new_guid() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes));
+    if filled.is_err() {
+        // Fall back to time + pid + counter: unique enough for a GUID.
+        let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        bytes[..16].copy_from_slice(
+            &(t ^ ((std::process::id() as u128) << 64) ^ unique_counter() as u128).to_le_bytes(),
+        );
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

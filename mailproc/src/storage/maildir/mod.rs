@@ -1,0 +1,405 @@
+//! Maildir: one file per message in `cur/` or `new/`, written through
+//! `tmp/`; flags in the `:2,` suffix, keywords through `dovecot-keywords`,
+//! UIDs and UIDVALIDITY in `dovecot-uidlist` exactly as Dovecot 2.3 writes
+//! them, under Dovecot's `dovecot-uidlist.lock` dotlock so both servers can
+//! share a Maildir.
+
+pub mod filename;
+pub mod keywords;
+pub mod uidlist;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use self::filename::MaildirName;
+use self::uidlist::Uidlist;
+use super::backend::{virtual_size, Backend, FormatLock, Scan, ScannedMessage, Staged};
+use super::error::{Result, StorageError};
+use super::fsutil::{self, DotLock};
+use super::index::MailboxState;
+use super::types::{Flags, Keywords, MessageRecord};
+
+pub const UIDLIST: &str = "dovecot-uidlist";
+pub const KEYWORDS: &str = "dovecot-keywords";
+
+/// One Maildir folder.
+#[derive(Debug)]
+pub struct MaildirBackend {
+    /// The folder (with cur/ new/ tmp/).
+    pub dir: PathBuf,
+    /// Where dovecot-uidlist and dovecot-keywords live (`CONTROL=`).
+    pub control: PathBuf,
+    /// Whether to create `maildirfolder` (every folder but INBOX).
+    pub is_subfolder: bool,
+    pub fsync: bool,
+}
+
+impl MaildirBackend {
+    fn uidlist_path(&self) -> PathBuf {
+        self.control.join(UIDLIST)
+    }
+
+    fn keywords_path(&self) -> PathBuf {
+        self.control.join(KEYWORDS)
+    }
+
+    fn read_keywords(&self) -> Result<Vec<String>> {
+        let data = fsutil::read_optional(&self.keywords_path())?;
+        Ok(data.map(|d| keywords::parse(&String::from_utf8_lossy(&d))).unwrap_or_default())
+    }
+
+    /// Keyword indexes for `keywords`, adding new names to dovecot-keywords.
+    fn keyword_indexes(&self, wanted: &Keywords) -> Result<Vec<usize>> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut list = self.read_keywords()?;
+        let before = list.len();
+        for k in wanted {
+            if !list.contains(k) && list.len() < 26 {
+                list.push(k.clone());
+            }
+        }
+        if list.len() != before {
+            fsutil::write_atomic(&self.keywords_path(), keywords::format(&list).as_bytes())?;
+        }
+        Ok(filename::keyword_indexes(wanted, &list))
+    }
+
+    /// Reads dovecot-uidlist; a broken one is reported and ignored.
+    pub fn read_uidlist(&self) -> Result<Option<Uidlist>> {
+        let Some(data) = fsutil::read_optional(&self.uidlist_path())? else { return Ok(None) };
+        match Uidlist::parse(&String::from_utf8_lossy(&data)) {
+            Ok(list) => Ok(Some(list)),
+            Err(reason) => {
+                crate::storage::warn(&format!("Broken file {}: {reason}", self.uidlist_path().display()));
+                Ok(None)
+            }
+        }
+    }
+
+    fn location_for(base: &str, flags: Flags, kw_indexes: &[usize]) -> String {
+        if flags == Flags::empty() && kw_indexes.is_empty() {
+            format!("new/{base}")
+        } else {
+            format!("cur/{base}:{}", filename::info(flags, kw_indexes))
+        }
+    }
+
+    /// Finds a message whose file was renamed behind our back.
+    fn find_base(&self, base: &str) -> Option<String> {
+        for sub in ["cur", "new"] {
+            let Ok(entries) = fs::read_dir(self.dir.join(sub)) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if MaildirName::parse(&name).base == base {
+                    return Some(format!("{sub}/{name}"));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The base name (GUID) from a location.
+pub fn base_of(location: &str) -> &str {
+    let name = location.rsplit('/').next().unwrap_or(location);
+    name.split(':').next().unwrap_or(name)
+}
+
+fn hostname() -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    // '/' and ':' would break the file name; Dovecot escapes them likewise.
+    host.replace('/', "\\057").replace(':', "\\072")
+}
+
+impl Backend for MaildirBackend {
+    fn exists(&self) -> bool {
+        self.dir.join("cur").is_dir()
+    }
+
+    fn create(&self, guid: &str, uid_validity: u32) -> Result<()> {
+        for sub in ["cur", "new", "tmp"] {
+            fsutil::mkdir_all(&self.dir.join(sub))?;
+        }
+        fsutil::mkdir_all(&self.control)?;
+        if self.is_subfolder {
+            fsutil::write_synced(&self.dir.join("maildirfolder"), b"")?;
+        }
+        let list = Uidlist { uid_validity, next_uid: 1, guid: Some(guid.to_string()), ..Uidlist::default() };
+        fsutil::write_atomic(&self.uidlist_path(), list.format().as_bytes())?;
+        if let Some(parent) = self.dir.parent() {
+            fsutil::fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<FormatLock> {
+        fsutil::mkdir_all(&self.control)?;
+        DotLock::acquire(&self.uidlist_path(), Duration::from_secs(120), Duration::from_secs(120)).map(Some)
+    }
+
+    fn stage(
+        &self,
+        data: &[u8],
+        received: i64,
+        flags: Flags,
+        keywords: &Keywords,
+        _guid: Option<&str>,
+    ) -> Result<Staged> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let vsize = virtual_size(data);
+        let base = format!(
+            "{}.M{}P{}Q{}.{},S={},W={}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            fsutil::unique_counter(),
+            hostname(),
+            data.len(),
+            vsize
+        );
+        let tmp_path = self.dir.join("tmp").join(&base);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp_path)
+            .map_err(|e| StorageError::io("open", &tmp_path, e))?;
+        f.write_all(data).map_err(|e| StorageError::io("write", &tmp_path, e))?;
+        let mtime = UNIX_EPOCH + Duration::from_secs(received.max(0) as u64);
+        f.set_modified(mtime).map_err(|e| StorageError::io("futimens", &tmp_path, e))?;
+        if self.fsync {
+            f.sync_all().map_err(|e| StorageError::io("fsync", &tmp_path, e))?;
+        }
+        Ok(Staged {
+            tmp_path,
+            guid: base,
+            physical_size: data.len() as u64,
+            virtual_size: vsize,
+            received,
+            flags,
+            keywords: keywords.clone(),
+        })
+    }
+
+    fn publish(&self, staged: Staged, uid: u32) -> Result<MessageRecord> {
+        let kw = self.keyword_indexes(&staged.keywords)?;
+        let location = Self::location_for(&staged.guid, staged.flags, &kw);
+        let dest = self.dir.join(&location);
+        fs::rename(&staged.tmp_path, &dest).map_err(|e| StorageError::io("rename", &dest, e))?;
+        Ok(MessageRecord {
+            uid,
+            guid: staged.guid,
+            flags: staged.flags,
+            keywords: staged.keywords,
+            modseq: 0,
+            saved_modseq: 0,
+            received: staged.received,
+            saved: fsutil::now(),
+            physical_size: staged.physical_size,
+            virtual_size: staged.virtual_size,
+            location,
+        })
+    }
+
+    fn read(&self, record: &MessageRecord) -> Result<Vec<u8>> {
+        let path = self.path_of(record);
+        fs::read(&path).map_err(|e| StorageError::io("open", &path, e))
+    }
+
+    fn path_of(&self, record: &MessageRecord) -> PathBuf {
+        self.dir.join(&record.location)
+    }
+
+    fn set_flags(&self, record: &MessageRecord, flags: Flags, keywords: &Keywords) -> Result<Option<String>> {
+        let kw = self.keyword_indexes(keywords)?;
+        let base = base_of(&record.location);
+        let location = format!("cur/{base}:{}", filename::info(flags, &kw));
+        if location == record.location {
+            return Ok(None);
+        }
+        let from = self.dir.join(&record.location);
+        match fs::rename(&from, self.dir.join(&location)) {
+            Ok(()) => Ok(Some(location)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.find_base(base) {
+                Some(current) => {
+                    fs::rename(self.dir.join(&current), self.dir.join(&location))
+                        .map_err(|e| StorageError::io("rename", self.dir.join(&current), e))?;
+                    Ok(Some(location))
+                }
+                None => Err(StorageError::io("rename", from, e)),
+            },
+            Err(e) => Err(StorageError::io("rename", from, e)),
+        }
+    }
+
+    fn remove(&self, record: &MessageRecord) -> Result<()> {
+        let path = self.path_of(record);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(current) = self.find_base(base_of(&record.location)) {
+                    let _ = fs::remove_file(self.dir.join(current));
+                }
+                Ok(())
+            }
+            Err(e) => Err(StorageError::io("unlink", path, e)),
+        }
+    }
+
+    fn stamp(&self) -> String {
+        let (new, _) = fsutil::stat_stamp(&self.dir.join("new"));
+        let (cur, _) = fsutil::stat_stamp(&self.dir.join("cur"));
+        let (ul, ul_size) = fsutil::stat_stamp(&self.uidlist_path());
+        format!("{new} {cur} {ul} {ul_size}")
+    }
+
+    fn needs_scan(&self, stamp: &str) -> bool {
+        let current = self.stamp();
+        if current != stamp {
+            return true;
+        }
+        // A change by another process in the same clock tick as ours would
+        // leave the stamp equal: distrust stamps from the last second.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+        current.split(' ').take(2).filter_map(|t| t.parse::<i128>().ok()).any(|t| now - t < 1_000_000_000)
+    }
+
+    fn scan(&self) -> Result<Scan> {
+        let list = self.read_uidlist()?;
+        let keyword_list = self.read_keywords()?;
+        let by_name = list.as_ref().map(|l| l.by_name()).unwrap_or_default();
+        let mut scan = Scan {
+            uid_validity: list.as_ref().map(|l| l.uid_validity),
+            guid: list.as_ref().and_then(|l| l.guid.clone()),
+            uid_next: list.as_ref().map(|l| l.next_uid),
+            messages: Vec::new(),
+        };
+        for sub in ["new", "cur"] {
+            let dir = self.dir.join(sub);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("opendir", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| StorageError::io("readdir", &dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let parsed = MaildirName::parse(&name);
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io("stat", entry.path(), e)),
+                };
+                let physical_size = parsed.size().unwrap_or(meta.size());
+                let virtual_size = match parsed.vsize() {
+                    Some(v) => v,
+                    None => fs::read(entry.path()).map(|d| virtual_size(&d)).unwrap_or(physical_size),
+                };
+                let (flags, kw) = parsed.flags();
+                scan.messages.push(ScannedMessage {
+                    uid: by_name.get(parsed.base.as_str()).copied(),
+                    guid: parsed.base.clone(),
+                    location: format!("{sub}/{name}"),
+                    flags: Some((flags, filename::keyword_names(&kw, &keyword_list))),
+                    received: meta.mtime(),
+                    saved: meta.ctime(),
+                    physical_size,
+                    virtual_size,
+                });
+            }
+        }
+        Ok(scan)
+    }
+
+    fn commit(&self, state: &MailboxState, appended: &[u32], rewrite: bool) -> Result<()> {
+        let path = self.uidlist_path();
+        let current = if rewrite { None } else { self.read_uidlist()? };
+        let usable = current.as_ref().is_some_and(|l| {
+            l.uid_validity == state.uid_validity
+                && appended
+                    .first()
+                    .is_none_or(|first| l.records.keys().next_back().is_none_or(|last| last < first))
+        });
+        if usable {
+            if appended.is_empty() {
+                return Ok(());
+            }
+            let mut lines = String::new();
+            for uid in appended {
+                if let Some(m) = state.messages.get(uid) {
+                    lines.push_str(&Uidlist::record_line(*uid, "", base_of(&m.location)));
+                }
+            }
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| StorageError::io("open", &path, e))?;
+            f.write_all(lines.as_bytes()).map_err(|e| StorageError::io("write", &path, e))?;
+            if self.fsync {
+                f.sync_data().map_err(|e| StorageError::io("fdatasync", &path, e))?;
+            }
+            return Ok(());
+        }
+        let mut list = Uidlist {
+            uid_validity: state.uid_validity,
+            next_uid: state.uid_next,
+            guid: Some(state.guid.clone()),
+            ..Uidlist::default()
+        };
+        for (uid, m) in &state.messages {
+            list.records.insert(*uid, (String::new(), base_of(&m.location).to_string()));
+        }
+        if self.fsync {
+            fsutil::write_atomic(&path, list.format().as_bytes())
+        } else {
+            let tmp = fsutil::temp_name(&path);
+            fs::write(&tmp, list.format()).map_err(|e| StorageError::io("write", &tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))
+        }
+    }
+
+    fn sync_dirs(&self) -> Result<()> {
+        if self.fsync {
+            fsutil::fsync_dir(&self.dir.join("new"))?;
+            fsutil::fsync_dir(&self.dir.join("cur"))?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self) -> Result<()> {
+        for sub in ["cur", "new", "tmp"] {
+            let dir = self.dir.join(sub);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("rmdir", dir, e)),
+            }
+        }
+        for name in [UIDLIST, KEYWORDS, "maildirfolder"] {
+            let _ = fs::remove_file(self.control.join(name));
+            let _ = fs::remove_file(self.dir.join(name));
+        }
+        remove_dovecot_index_files(&self.dir);
+        let _ = File::open(&self.dir);
+        Ok(())
+    }
+}
+
+/// Removes Dovecot's and our index files from a directory.
+pub fn remove_dovecot_index_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("dovecot.index") || name.starts_with("dovecote.") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The storage model of shared/DESIGN.md §4.4: users → namespaces →
+//! mailboxes → messages, with GUIDs, UIDs, modseqs and an append-only
+//! change log with tombstones; Maildir and sdbox on disk.
+//!
+//! Entry points: [`User`] (from the configuration or a `mail_location`),
+//! [`Mailbox`] (an open mailbox of one session).
+
+pub mod backend;
+pub mod crc;
+pub mod error;
+pub mod fsutil;
+pub mod index;
+pub mod location;
+pub mod mailbox;
+pub mod maildir;
+pub mod mutf7;
+pub mod namespace;
+pub mod pattern;
+pub mod sdbox;
+pub mod subscriptions;
+pub mod types;
+pub mod user;
+
+use std::sync::Mutex;
+
+pub use error::{Result, StorageError};
+pub use location::{Format, Layout, MailLocation};
+pub use mailbox::Mailbox;
+pub use namespace::{AutoMailbox, MailboxSettings, Namespace};
+pub use types::*;
+pub use user::{ListEntry, ListOptions, User};
+
+static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Logs a warning (stderr, which the master turns into a log line) and
+/// keeps it for [`take_warnings`].
+pub fn warn(message: &str) {
+    eprintln!("Warning: {message}");
+    if let Ok(mut w) = WARNINGS.lock() {
+        w.push(message.to_string());
+    }
+}
+
+/// Warnings logged so far by this process (drained).
+pub fn take_warnings() -> Vec<String> {
+    WARNINGS.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
+}
