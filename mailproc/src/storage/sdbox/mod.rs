@@ -214,7 +214,10 @@ impl Backend for SdboxBackend {
             let entry = entry.map_err(|e| StorageError::io("readdir", &self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(uid) = name.strip_prefix("u.").and_then(|u| u.parse::<u32>().ok()) else {
-                if name.starts_with(".temp.") {
+                // Temp files of crashed saves; a live save's file is young.
+                let stale =
+                    entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+                if name.starts_with(".temp.") && stale.is_some_and(|age| age.as_secs() > 36 * 3600) {
                     let _ = fs::remove_file(entry.path());
                 }
                 continue;
