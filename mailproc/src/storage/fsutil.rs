@@ -136,7 +136,7 @@ impl DotLock {
         loop {
             match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(mut f) => {
-                    let _ = writeln!(f, "{}", std::process::id());
+                    let _ = write!(f, "{}:{}", std::process::id(), host_name());
                     return Ok(DotLock { path });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -145,7 +145,7 @@ impl DotLock {
                         .ok()
                         .and_then(|t| t.elapsed().ok())
                         .is_some_and(|age| age > stale);
-                    if old {
+                    if old || holder_is_dead(&path) {
                         let _ = fs::remove_file(&path);
                         continue;
                     }
@@ -158,6 +158,25 @@ impl DotLock {
             }
         }
     }
+}
+
+/// This host's name, as written into dotlocks.
+pub fn host_name() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+}
+
+/// Whether a dotlock (`<pid>:<host>`, Dovecot's content) was left by a
+/// process of this host that no longer runs.
+fn holder_is_dead(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(path) else { return false };
+    let (pid, host) = text.trim().split_once(':').unwrap_or((text.trim(), ""));
+    let Ok(pid) = pid.parse::<i32>() else { return false };
+    if pid <= 0 || (!host.is_empty() && host != host_name()) {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 impl Drop for DotLock {
