@@ -41,6 +41,11 @@ pub fn warn(message: &str) {
     }
 }
 
+/// Warnings logged so far by this process (not drained).
+pub fn warnings() -> Vec<String> {
+    WARNINGS.lock().map(|w| w.clone()).unwrap_or_default()
+}
+
 /// Warnings logged so far by this process (drained).
 pub fn take_warnings() -> Vec<String> {
     WARNINGS.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
