@@ -48,7 +48,10 @@ fn run(location: &str) {
     let guids: std::collections::BTreeSet<String> = inbox.messages().map(|m| m.guid.clone()).collect();
     assert_eq!(guids.len(), uids.len(), "duplicate GUIDs");
     for (uid, n) in &acked {
-        let m = inbox.message(*uid).unwrap_or_else(|| panic!("acknowledged UID {uid} (message {n}) lost")).clone();
+        let m = inbox
+            .message(*uid)
+            .unwrap_or_else(|| panic!("acknowledged UID {uid} (message {n}) lost"))
+            .clone();
         assert_eq!(m.flags.contains(Flags::SEEN), n % 2 == 0, "flags of UID {uid}");
         assert_eq!(m.keywords.contains("crash"), n % 3 == 0, "keywords of UID {uid}");
         let body = inbox.read_message(*uid).unwrap();

@@ -14,7 +14,8 @@ use dovecote_mailproc::storage::{
 type Snapshot = (u32, u32, BTreeMap<u32, (Flags, Keywords, String)>);
 
 fn user(location: &str) -> User {
-    let mut user = User::with_location("rebuild", MailLocation::parse(location, &MailVars::default(), None).unwrap());
+    let mut user =
+        User::with_location("rebuild", MailLocation::parse(location, &MailVars::default(), None).unwrap());
     user.fsync = false;
     user
 }
@@ -44,7 +45,12 @@ fn fill(user: &User) -> Snapshot {
     }
     let kw: Keywords = ["$Label1".to_string(), "project x".to_string()].into_iter().collect();
     let some: Vec<u32> = (1..=5000).step_by(7).collect();
-    inbox.store_flags(&some, &FlagUpdate { op: FlagOp::Add, flags: Flags::FLAGGED, keywords: kw, unchanged_since: None }).unwrap();
+    inbox
+        .store_flags(
+            &some,
+            &FlagUpdate { op: FlagOp::Add, flags: Flags::FLAGGED, keywords: kw, unchanged_since: None },
+        )
+        .unwrap();
     inbox.expunge(&[10, 20, 4999, 5000]).unwrap();
     drop(inbox);
     let snap = snapshot(user);

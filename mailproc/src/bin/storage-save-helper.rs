@@ -33,7 +33,11 @@ fn main() {
         let message = NewMessage {
             data: format!("Subject: {n}\n\nmessage {n}\n").into_bytes(),
             flags: if n % 2 == 0 { Flags::SEEN } else { Flags::empty() },
-            keywords: if n % 3 == 0 { ["crash".to_string()].into_iter().collect() } else { Default::default() },
+            keywords: if n % 3 == 0 {
+                ["crash".to_string()].into_iter().collect()
+            } else {
+                Default::default()
+            },
             received: None,
         };
         match inbox.save(&message) {
