@@ -27,6 +27,8 @@ fn run(location: &str) {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        // A test, not an event loop: wait a random time before the kill.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_micros(1_000 + seed % 25_000));
         let _ = child.kill();
         let mut out = String::new();

@@ -321,10 +321,11 @@ impl Mailbox {
         let mut later = without;
         for m in with_uid {
             let uid = m.uid.unwrap_or(0);
-            if by_uid.contains_key(&uid) {
-                later.push(m);
-            } else {
-                by_uid.insert(uid, m);
+            match by_uid.entry(uid) {
+                std::collections::btree_map::Entry::Occupied(_) => later.push(m),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(m);
+                }
             }
         }
         for (uid, m) in by_uid {
