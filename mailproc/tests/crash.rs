@@ -29,7 +29,7 @@ fn run(location: &str) {
             .unwrap();
         // A test, not an event loop: wait a random time before the kill.
         #[allow(clippy::disallowed_methods)]
-        std::thread::sleep(Duration::from_micros(1_000 + seed % 25_000));
+        std::thread::sleep(Duration::from_micros(2_000 + seed % 50_000));
         let _ = child.kill();
         let mut out = String::new();
         child.stdout.take().unwrap().read_to_string(&mut out).unwrap();

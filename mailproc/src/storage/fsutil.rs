@@ -65,6 +65,16 @@ pub fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| StorageError::io("fsync", path, e))
 }
 
+fn write_unsynced(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StorageError::io("open", path, e))?;
+    f.write_all(data).map_err(|e| StorageError::io("write", path, e))
+}
+
 /// A unique temp name next to `path`.
 pub fn temp_name(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -134,11 +144,14 @@ impl DotLock {
         let path = target.with_file_name(name);
         let start = Instant::now();
         loop {
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                Ok(mut f) => {
-                    let _ = write!(f, "{}:{}", std::process::id(), host_name());
-                    return Ok(DotLock { path });
-                }
+            // The lock appears with its content in one step (link of a
+            // complete temp file), so a crash never leaves an empty lock.
+            let tmp = temp_name(&path);
+            write_unsynced(&tmp, format!("{}:{}", std::process::id(), host_name()).as_bytes())?;
+            let linked = fs::hard_link(&tmp, &path);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => return Ok(DotLock { path }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let old = fs::metadata(&path)
                         .and_then(|m| m.modified())
