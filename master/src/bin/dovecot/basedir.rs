@@ -37,8 +37,12 @@ fn mkdir(path: &Path, mode: u32, gid: Option<u32>) -> Result<(), BaseDirError> {
             .create(path)
             .map_err(|source| BaseDirError::Mkdir { path: shown.clone(), source })?;
     }
-    chown(path, Some(Uid::from_raw(0)), Some(Gid::from_raw(gid.unwrap_or(0))))
-        .map_err(|source| BaseDirError::Chown { path: shown.clone(), source })?;
+    // Only root can give the directories away; an unprivileged master keeps
+    // them as its own.
+    if nix::unistd::geteuid().is_root() {
+        chown(path, Some(Uid::from_raw(0)), Some(Gid::from_raw(gid.unwrap_or(0))))
+            .map_err(|source| BaseDirError::Chown { path: shown.clone(), source })?;
+    }
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|source| BaseDirError::Chmod { path: shown, source })
 }

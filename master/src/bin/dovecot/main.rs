@@ -204,6 +204,12 @@ fn start(args: &Args) -> i32 {
     for w in &warnings {
         log.master(Level::Warning, w);
     }
+    if settings.unprivileged {
+        log.master(
+            Level::Info,
+            "Running without root: every service runs as this user, without chroot or privilege changes",
+        );
+    }
     for (name, executable) in &settings.missing {
         log.master(
             Level::Warning,

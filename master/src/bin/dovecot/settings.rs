@@ -114,6 +114,8 @@ pub struct MasterSettings {
     pub missing: Vec<(String, String)>,
     pub shutdown_clients: bool,
     pub login_gid: Option<u32>,
+    /// The master is not root: services keep its user and get no chroot.
+    pub unprivileged: bool,
 }
 
 /// Resolves `$default_login_user` and friends, which the master expands
@@ -202,7 +204,34 @@ pub fn build(config: Config) -> Result<MasterSettings, SettingsError> {
         services.push(build_service(&config, section, executable, argv, &base_dir, ssl_enabled)?);
     }
     let shutdown_clients = config.root.bool("shutdown_clients");
-    Ok(MasterSettings { config, base_dir, protocols, services, missing, shutdown_clients, login_gid })
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    let login_gid = if unprivileged {
+        // Without root nothing can change owner, user or root directory:
+        // every process runs as the invoking user, as for a quick trial.
+        for service in &mut services {
+            service.uid = None;
+            service.gid = None;
+            service.groups.clear();
+            service.chroot = None;
+            for listener in &mut service.listeners {
+                listener.uid = None;
+                listener.gid = None;
+            }
+        }
+        None
+    } else {
+        login_gid
+    };
+    Ok(MasterSettings {
+        config,
+        base_dir,
+        protocols,
+        services,
+        missing,
+        shutdown_clients,
+        login_gid,
+        unprivileged,
+    })
 }
 
 fn build_service(
