@@ -99,7 +99,11 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 fn imap() -> Fields {
-    Fields::new().with("service", "imap").with("lip", "127.0.0.1").with("rip", "127.0.0.2").with_flag("secured")
+    Fields::new()
+        .with("service", "imap")
+        .with("lip", "127.0.0.1")
+        .with("rip", "127.0.0.2")
+        .with_flag("secured")
 }
 
 #[test]
@@ -194,5 +198,8 @@ fn protocols_against_real_dovecot() {
 
     // auth-userdb accepts lookups too.
     let mut userdb = AuthMasterConnection::connect(&dovecot.socket("auth-userdb")).unwrap();
-    assert!(matches!(userdb.user("bob", Fields::new().with("service", "lmtp")).unwrap(), Lookup::Found { .. }));
+    assert!(matches!(
+        userdb.user("bob", Fields::new().with("service", "lmtp")).unwrap(),
+        Lookup::Found { .. }
+    ));
 }

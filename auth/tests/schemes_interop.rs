@@ -10,9 +10,34 @@ use dovecote_auth::scheme::{self, GenerateParams};
 
 /// The schemes issue 4 requires, plus the aliases Dovecot registers.
 const SCHEMES: &[&str] = &[
-    "PLAIN", "CLEARTEXT", "CLEAR", "CRYPT", "MD5-CRYPT", "SHA256-CRYPT", "SHA512-CRYPT", "BLF-CRYPT", "DES-CRYPT",
-    "ARGON2I", "ARGON2ID", "PBKDF2", "SSHA", "SSHA256", "SSHA512", "SMD5", "SHA", "SHA1", "SHA256", "SHA512",
-    "PLAIN-MD4", "PLAIN-MD5", "LDAP-MD5", "MD5", "CRAM-MD5", "HMAC-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256",
+    "PLAIN",
+    "CLEARTEXT",
+    "CLEAR",
+    "CRYPT",
+    "MD5-CRYPT",
+    "SHA256-CRYPT",
+    "SHA512-CRYPT",
+    "BLF-CRYPT",
+    "DES-CRYPT",
+    "ARGON2I",
+    "ARGON2ID",
+    "PBKDF2",
+    "SSHA",
+    "SSHA256",
+    "SSHA512",
+    "SMD5",
+    "SHA",
+    "SHA1",
+    "SHA256",
+    "SHA512",
+    "PLAIN-MD4",
+    "PLAIN-MD5",
+    "LDAP-MD5",
+    "MD5",
+    "CRAM-MD5",
+    "HMAC-MD5",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
 ];
 
 const PASSWORDS: &[&str] = &["secret", "pässwörd with spaces", "x"];
@@ -104,7 +129,10 @@ fn python(code: &str, password: &str) -> String {
 fn passlib_and_python_hashes_verify_here() {
     ensure_tools();
     let passlib = |expr: &str, password: &str| {
-        python(&format!("import sys; from passlib import hash as h; print({expr}.hash(sys.argv[1]))"), password)
+        python(
+            &format!("import sys; from passlib import hash as h; print({expr}.hash(sys.argv[1]))"),
+            password,
+        )
     };
     for password in PASSWORDS {
         let cases = [

@@ -19,7 +19,8 @@ impl CramMd5 {
         let random = crate::scheme::random_bytes(8)?;
         let mut n = [0u8; 8];
         n.copy_from_slice(&random);
-        let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let time =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Ok(Self::with_challenge(format!("<{}.{time}@{hostname}>", u64::from_le_bytes(n))))
     }
 
@@ -85,8 +86,8 @@ impl Mechanism for CramMd5 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::TablePassdb;
     use super::super::drive;
+    use super::super::testing::TablePassdb;
     use super::*;
 
     #[test]
@@ -103,7 +104,8 @@ mod tests {
         let step = m.input(b"tim b913a602c7eda7a495b4e6e7334d3891");
         assert_eq!(drive(&mut m, step, &mut db), Step::Fail(Failure::Mismatch));
         // Stored as CRAM-MD5 context works too.
-        let ctx = crate::scheme::generate_prefixed("CRAM-MD5", b"tanstaaftanstaaf", &Default::default()).unwrap();
+        let ctx =
+            crate::scheme::generate_prefixed("CRAM-MD5", b"tanstaaftanstaaf", &Default::default()).unwrap();
         let stored: &'static str = Box::leak(ctx.into_boxed_str());
         let mut db = TablePassdb(vec![("tim", stored)]);
         let mut m = CramMd5::with_challenge("<1896.697170952@postoffice.reston.mci.net>".into());

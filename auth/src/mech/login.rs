@@ -43,8 +43,8 @@ impl Mechanism for Login {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::TablePassdb;
     use super::super::drive;
+    use super::super::testing::TablePassdb;
     use super::*;
 
     #[test]

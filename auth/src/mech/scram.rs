@@ -83,7 +83,8 @@ impl Scram {
         self.identity.login_user = login_user.filter(|l| *l != user);
         self.identity.user = Some(user);
         let gs2_header = format!("{cbind},{authzid},");
-        self.state = State::Lookup { gs2_header, cnonce: cnonce.to_string(), client_first_bare: bare.to_string() };
+        self.state =
+            State::Lookup { gs2_header, cnonce: cnonce.to_string(), client_first_bare: bare.to_string() };
         Ok(Step::LookupCredentials { scheme: self.scheme() })
     }
 
@@ -94,18 +95,21 @@ impl Scram {
         else {
             return Err(protocol("unexpected input"));
         };
-        let (without_proof, proof) = msg.rsplit_once(",p=").ok_or_else(|| protocol("Invalid final client message"))?;
+        let (without_proof, proof) =
+            msg.rsplit_once(",p=").ok_or_else(|| protocol("Invalid final client message"))?;
         let mut fields = without_proof.split(',');
-        let cbind = fields.next().and_then(|f| f.strip_prefix("c=")).ok_or_else(|| protocol("Invalid GS2 header"))?;
+        let cbind =
+            fields.next().and_then(|f| f.strip_prefix("c=")).ok_or_else(|| protocol("Invalid GS2 header"))?;
         if base64_decode(cbind).as_deref() != Some(gs2_header.as_bytes()) {
             return Err(protocol("Invalid channel binding data"));
         }
-        let got_nonce = fields.next().and_then(|f| f.strip_prefix("r=")).ok_or_else(|| protocol("Wrong nonce"))?;
+        let got_nonce =
+            fields.next().and_then(|f| f.strip_prefix("r=")).ok_or_else(|| protocol("Wrong nonce"))?;
         if got_nonce != nonce {
             return Err(protocol("Wrong nonce"));
         }
         let proof = base64_decode(proof)
-            .filter(|p| p.len() == self.hash.len())
+            .filter(|p| p.len() == self.hash.digest_len())
             .ok_or_else(|| protocol("Invalid base64 encoding"))?;
         let auth_message = format!("{auth_prefix},{without_proof}");
         let client_signature = self.hash.hmac(&credentials.stored_key, auth_message.as_bytes());
@@ -138,7 +142,8 @@ impl Mechanism for Scram {
     }
 
     fn credentials(&mut self, result: Result<Vec<u8>, PassdbResult>) -> Step {
-        let State::Lookup { gs2_header, cnonce, client_first_bare } = std::mem::replace(&mut self.state, State::Done)
+        let State::Lookup { gs2_header, cnonce, client_first_bare } =
+            std::mem::replace(&mut self.state, State::Done)
         else {
             return Step::Fail(Failure::Protocol("unexpected credentials".into()));
         };
@@ -150,7 +155,8 @@ impl Mechanism for Scram {
             return Step::Fail(Failure::Passdb(PassdbResult::InternalFailure));
         };
         let nonce = format!("{cnonce}{}", self.snonce);
-        let server_first = format!("r={nonce},s={},i={}", base64_encode(&credentials.salt), credentials.iterations);
+        let server_first =
+            format!("r={nonce},s={},i={}", base64_encode(&credentials.salt), credentials.iterations);
         let auth_prefix = format!("{client_first_bare},{server_first}");
         self.state = State::ClientFinal { gs2_header, nonce, auth_prefix, credentials };
         Step::Continue(server_first.into_bytes())
@@ -181,8 +187,8 @@ fn unescape(name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::TablePassdb;
     use super::super::drive;
+    use super::super::testing::TablePassdb;
     use super::*;
 
     fn stored(hash: Hash, salt_b64: &str) -> &'static str {
@@ -233,7 +239,8 @@ mod tests {
         assert_eq!(
             drive(&mut m, step, &mut db),
             Step::Continue(
-                b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096".to_vec()
+                b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+                    .to_vec()
             )
         );
         let fin = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\

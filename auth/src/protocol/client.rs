@@ -94,7 +94,9 @@ impl ClientLine {
     /// Appends the line with its newline.
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {
-            ClientLine::Version { major, minor } => out.extend_from_slice(format!("VERSION\t{major}\t{minor}").as_bytes()),
+            ClientLine::Version { major, minor } => {
+                out.extend_from_slice(format!("VERSION\t{major}\t{minor}").as_bytes())
+            }
             ClientLine::Cpid(pid) => out.extend_from_slice(format!("CPID\t{pid}").as_bytes()),
             ClientLine::Auth(req) => {
                 out.extend_from_slice(format!("AUTH\t{}", req.id).as_bytes());
@@ -178,7 +180,10 @@ impl ServerLine {
                 major: number("VERSION", "major", f.get(1))?,
                 minor: number("VERSION", "minor", f.get(2))?,
             },
-            "MECH" => ServerLine::Mech { name: text("MECH", "name", f.get(1))?, flags: f[2.min(f.len())..].to_vec() },
+            "MECH" => ServerLine::Mech {
+                name: text("MECH", "name", f.get(1))?,
+                flags: f[2.min(f.len())..].to_vec(),
+            },
             "SPID" => ServerLine::Spid(number("SPID", "pid", f.get(1))?),
             "CUID" => ServerLine::Cuid(number("CUID", "id", f.get(1))?),
             "COOKIE" => ServerLine::Cookie(text("COOKIE", "cookie", f.get(1))?),
@@ -187,8 +192,13 @@ impl ServerLine {
                 id: number("CONT", "id", f.get(1))?,
                 data: f.get(2).cloned().unwrap_or_default(),
             },
-            "OK" => ServerLine::Ok { id: number("OK", "id", f.get(1))?, fields: Fields::parse(f.iter().skip(2)) },
-            "FAIL" => ServerLine::Fail { id: number("FAIL", "id", f.get(1))?, fields: Fields::parse(f.iter().skip(2)) },
+            "OK" => {
+                ServerLine::Ok { id: number("OK", "id", f.get(1))?, fields: Fields::parse(f.iter().skip(2)) }
+            }
+            "FAIL" => ServerLine::Fail {
+                id: number("FAIL", "id", f.get(1))?,
+                fields: Fields::parse(f.iter().skip(2)),
+            },
             other => return Err(ProtocolError::UnknownCommand(other.into())),
         })
     }
@@ -196,7 +206,9 @@ impl ServerLine {
     /// Appends the line with its newline.
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {
-            ServerLine::Version { major, minor } => out.extend_from_slice(format!("VERSION\t{major}\t{minor}").as_bytes()),
+            ServerLine::Version { major, minor } => {
+                out.extend_from_slice(format!("VERSION\t{major}\t{minor}").as_bytes())
+            }
             ServerLine::Mech { name, flags } => {
                 out.extend_from_slice(b"MECH");
                 push_field(out, name);
@@ -237,7 +249,9 @@ impl ServerLine {
     /// The request id of CONT/OK/FAIL.
     pub fn request_id(&self) -> Option<u32> {
         match self {
-            ServerLine::Cont { id, .. } | ServerLine::Ok { id, .. } | ServerLine::Fail { id, .. } => Some(*id),
+            ServerLine::Cont { id, .. } | ServerLine::Ok { id, .. } | ServerLine::Fail { id, .. } => {
+                Some(*id)
+            }
             _ => None,
         }
     }
@@ -288,7 +302,16 @@ FAIL\t6\tcode=invalid_base64\treason=Invalid base64 data in initial response\nFA
         let mut req = AuthRequest::new(5, "PLAIN", "smtp");
         req.params.add("rip", "a\tb");
         assert_eq!(ClientLine::Auth(req).to_bytes(), b"AUTH\t5\tPLAIN\tservice=smtp\trip=a\x01tb\n");
-        for bad in [&b""[..], b"AUTH", b"AUTH\tx\tPLAIN", b"AUTH\t1", b"BOGUS\t1", b"CONT\t1", b"VERSION\t1\t-2", b"\xff"] {
+        for bad in [
+            &b""[..],
+            b"AUTH",
+            b"AUTH\tx\tPLAIN",
+            b"AUTH\t1",
+            b"BOGUS\t1",
+            b"CONT\t1",
+            b"VERSION\t1\t-2",
+            b"\xff",
+        ] {
             assert!(ClientLine::parse(bad).is_err(), "{bad:?}");
         }
     }

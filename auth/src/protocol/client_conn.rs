@@ -69,7 +69,9 @@ impl LineConn {
     }
 
     pub(crate) fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), ConnError> {
-        self.writer.set_read_timeout(timeout).map_err(|source| ConnError::Io { path: self.path.clone(), source })
+        self.writer
+            .set_read_timeout(timeout)
+            .map_err(|source| ConnError::Io { path: self.path.clone(), source })
     }
 
     pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
@@ -89,7 +91,10 @@ impl LineConn {
         }
         if line.pop() != Some(b'\n') {
             return Err(if line.len() >= self.max_line {
-                ConnError::Protocol { path: self.path.clone(), source: ProtocolError::LineTooLong(line.len()) }
+                ConnError::Protocol {
+                    path: self.path.clone(),
+                    source: ProtocolError::LineTooLong(line.len()),
+                }
             } else {
                 ConnError::Disconnected(self.path.clone())
             });
@@ -225,17 +230,23 @@ impl AuthClientConnection {
         loop {
             match self.read_reply()? {
                 ServerLine::Cont { id: rid, data } if rid == id => {
-                    let challenge = base64_decode(&data).ok_or_else(|| self.conn.unexpected("invalid base64 in CONT"))?;
+                    let challenge =
+                        base64_decode(&data).ok_or_else(|| self.conn.unexpected("invalid base64 in CONT"))?;
                     match respond(&challenge) {
                         Some(resp) => self.send_cont(id, &resp)?,
                         None => {
                             self.cancel(id)?;
-                            return Ok(AuthOutcome::Fail { id, fields: Fields::new().with("reason", "cancelled") });
+                            return Ok(AuthOutcome::Fail {
+                                id,
+                                fields: Fields::new().with("reason", "cancelled"),
+                            });
                         }
                     }
                 }
                 ServerLine::Ok { id: rid, fields } if rid == id => return Ok(AuthOutcome::Ok { id, fields }),
-                ServerLine::Fail { id: rid, fields } if rid == id => return Ok(AuthOutcome::Fail { id, fields }),
+                ServerLine::Fail { id: rid, fields } if rid == id => {
+                    return Ok(AuthOutcome::Fail { id, fields })
+                }
                 // Replies to requests we no longer wait for are dropped.
                 other if other.request_id().is_some() => continue,
                 other => return Err(self.conn.unexpected(other)),

@@ -81,7 +81,10 @@ impl Fields {
 
     /// Non-empty fields as `(key, value)` pairs.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().filter(|f| !f.key.is_empty()).map(|f| (f.key.as_str(), f.value.as_deref().unwrap_or("")))
+        self.0
+            .iter()
+            .filter(|f| !f.key.is_empty())
+            .map(|f| (f.key.as_str(), f.value.as_deref().unwrap_or("")))
     }
 
     /// Appends `\tfield` for each field, escaped.

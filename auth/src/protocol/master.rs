@@ -93,10 +93,14 @@ impl MasterRequest {
                 user: text("PASS", "user", f.get(2))?,
                 params: Fields::parse(f.iter().skip(3)),
             },
-            "LIST" => MasterRequest::List { id: number("LIST", "id", f.get(1))?, params: Fields::parse(f.iter().skip(2)) },
-            "CACHE-FLUSH" => {
-                MasterRequest::CacheFlush { id: number("CACHE-FLUSH", "id", f.get(1))?, users: f[2.min(f.len())..].to_vec() }
-            }
+            "LIST" => MasterRequest::List {
+                id: number("LIST", "id", f.get(1))?,
+                params: Fields::parse(f.iter().skip(2)),
+            },
+            "CACHE-FLUSH" => MasterRequest::CacheFlush {
+                id: number("CACHE-FLUSH", "id", f.get(1))?,
+                users: f[2.min(f.len())..].to_vec(),
+            },
             other => return Err(ProtocolError::UnknownCommand(other.into())),
         })
     }
@@ -220,15 +224,26 @@ impl MasterReply {
                 user: text("USER", "user", f.get(2))?,
                 fields: Fields::parse(f.iter().skip(3)),
             },
-            "PASS" => MasterReply::Pass { id: number("PASS", "id", f.get(1))?, fields: Fields::parse(f.iter().skip(2)) },
+            "PASS" => MasterReply::Pass {
+                id: number("PASS", "id", f.get(1))?,
+                fields: Fields::parse(f.iter().skip(2)),
+            },
             "NOTFOUND" => MasterReply::NotFound(number("NOTFOUND", "id", f.get(1))?),
-            "FAIL" => MasterReply::Fail { id: number("FAIL", "id", f.get(1))?, fields: Fields::parse(f.iter().skip(2)) },
-            "LIST" => MasterReply::List { id: number("LIST", "id", f.get(1))?, user: text("LIST", "user", f.get(2))? },
+            "FAIL" => MasterReply::Fail {
+                id: number("FAIL", "id", f.get(1))?,
+                fields: Fields::parse(f.iter().skip(2)),
+            },
+            "LIST" => MasterReply::List {
+                id: number("LIST", "id", f.get(1))?,
+                user: text("LIST", "user", f.get(2))?,
+            },
             "DONE" => MasterReply::Done {
                 id: number("DONE", "id", f.get(1))?,
                 failed: f.get(2).is_some_and(|s| s == "fail"),
             },
-            "OK" => MasterReply::Ok { id: number("OK", "id", f.get(1))?, count: number("OK", "count", f.get(2))? },
+            "OK" => {
+                MasterReply::Ok { id: number("OK", "id", f.get(1))?, count: number("OK", "count", f.get(2))? }
+            }
             other => return Err(ProtocolError::UnknownCommand(other.into())),
         })
     }
@@ -237,7 +252,9 @@ impl MasterReply {
     /// (`DONE\t<id>\t` with an empty last field on success).
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {
-            MasterReply::Version { major, minor } => out.extend_from_slice(format!("VERSION\t{major}\t{minor}").as_bytes()),
+            MasterReply::Version { major, minor } => {
+                out.extend_from_slice(format!("VERSION\t{major}\t{minor}").as_bytes())
+            }
             MasterReply::Spid(pid) => out.extend_from_slice(format!("SPID\t{pid}").as_bytes()),
             MasterReply::User { id, user, fields } => {
                 out.extend_from_slice(format!("USER\t{id}").as_bytes());
@@ -303,7 +320,9 @@ PASS\t3\tuser=tim\t\nLIST\t4\ttim\nLIST\t4\tbob\nDONE\t4\t\nFAIL\t5\treason=x\nD
             MasterReply::parse(line).unwrap().write(&mut again);
         }
         assert_eq!(again, REPLIES);
-        let MasterReply::User { fields, .. } = MasterReply::parse(b"USER\t1\ttim\tuid=1000\thome=/h").unwrap() else {
+        let MasterReply::User { fields, .. } =
+            MasterReply::parse(b"USER\t1\ttim\tuid=1000\thome=/h").unwrap()
+        else {
             panic!()
         };
         assert_eq!(fields.get("uid"), Some("1000"));

@@ -43,7 +43,10 @@ impl AuthMasterConnection {
     pub fn connect(path: &Path) -> Result<Self, ConnError> {
         let mut conn = LineConn::connect(path, MAX_LINE)?;
         conn.set_timeout(Some(LOOKUP_TIMEOUT))?;
-        conn.send(&MasterRequest::Version { major: MASTER_CLIENT_VERSION.0, minor: MASTER_CLIENT_VERSION.1 }.to_bytes())?;
+        conn.send(
+            &MasterRequest::Version { major: MASTER_CLIENT_VERSION.0, minor: MASTER_CLIENT_VERSION.1 }
+                .to_bytes(),
+        )?;
         let mut spid = None;
         let mut version_seen = false;
         while spid.is_none() {
@@ -113,7 +116,13 @@ impl AuthMasterConnection {
     }
 
     /// Post-login `REQUEST` for a login's OK'ed auth request.
-    pub fn request(&mut self, client_pid: u32, auth_id: u32, cookie: &str, params: Fields) -> Result<Lookup, ConnError> {
+    pub fn request(
+        &mut self,
+        client_pid: u32,
+        auth_id: u32,
+        cookie: &str,
+        params: Fields,
+    ) -> Result<Lookup, ConnError> {
         let id = self.id();
         let req = MasterRequest::Request { id, client_pid, auth_id, cookie: cookie.into(), params };
         self.lookup(req, id)

@@ -83,7 +83,11 @@ pub(crate) fn number(
 }
 
 /// Returns a required text field.
-pub(crate) fn text(command: &'static str, field: &'static str, value: Option<&String>) -> Result<String, ProtocolError> {
+pub(crate) fn text(
+    command: &'static str,
+    field: &'static str,
+    value: Option<&String>,
+) -> Result<String, ProtocolError> {
     value.cloned().ok_or(ProtocolError::MissingField { command, field })
 }
 

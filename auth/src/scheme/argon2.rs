@@ -19,7 +19,8 @@ pub enum Variant {
 
 /// Generates a PHC string.
 pub fn generate(variant: Variant, plain: &[u8], rounds: Option<u32>) -> Result<String, SchemeError> {
-    let fail = |e: String| SchemeError::InvalidData { scheme: format!("{variant:?}").to_uppercase(), reason: e };
+    let fail =
+        |e: String| SchemeError::InvalidData { scheme: format!("{variant:?}").to_uppercase(), reason: e };
     let (alg, m, t) = match variant {
         Variant::Argon2i => (Algorithm::Argon2i, 32768, 4),
         Variant::Argon2id => (Algorithm::Argon2id, 65536, 3),

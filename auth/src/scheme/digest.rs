@@ -28,7 +28,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Algorithm::Md4 | Algorithm::Md5 => 16,
             Algorithm::Sha1 => 20,
@@ -66,13 +66,13 @@ pub fn generate_salted(alg: Algorithm, plain: &[u8]) -> Result<Vec<u8>, SchemeEr
 
 /// Verifies a salted digest; any salt length is accepted as in Dovecot.
 pub fn verify_salted(alg: Algorithm, plain: &[u8], raw: &[u8], scheme: &str) -> Result<bool, SchemeError> {
-    if raw.len() <= alg.len() {
+    if raw.len() <= alg.digest_len() {
         return Err(SchemeError::InvalidData {
             scheme: scheme.to_string(),
             reason: format!("{scheme} password is too short"),
         });
     }
-    let (digest, salt) = raw.split_at(alg.len());
+    let (digest, salt) = raw.split_at(alg.digest_len());
     Ok(super::constant_time_eq(&hash(alg, &[plain, salt]), digest))
 }
 

@@ -205,7 +205,11 @@ pub fn decode(data: &str, scheme_name: &str) -> Result<Vec<u8>, SchemeError> {
         Encoding::Base64 => base64_decode(data).ok_or_else(|| invalid(BAD_BASE64.into()))?,
     };
     if scheme.raw_len != 0 && raw.len() != scheme.raw_len {
-        return Err(invalid(format!("Input length isn't valid ({} instead of {})", raw.len(), scheme.raw_len)));
+        return Err(invalid(format!(
+            "Input length isn't valid ({} instead of {})",
+            raw.len(),
+            scheme.raw_len
+        )));
     }
     Ok(raw)
 }
@@ -251,7 +255,11 @@ pub fn generate(scheme_name: &str, plain: &[u8], params: &GenerateParams) -> Res
 }
 
 /// Like [`generate`] with the `{SCHEME}` prefix, as `doveadm pw` prints it.
-pub fn generate_prefixed(scheme_name: &str, plain: &[u8], params: &GenerateParams) -> Result<String, SchemeError> {
+pub fn generate_prefixed(
+    scheme_name: &str,
+    plain: &[u8],
+    params: &GenerateParams,
+) -> Result<String, SchemeError> {
     let data = generate(scheme_name, plain, params)?;
     Ok(format!("{{{}}}{data}", scheme_name.to_ascii_uppercase()))
 }
@@ -261,7 +269,12 @@ pub fn generate_prefixed(scheme_name: &str, plain: &[u8], params: &GenerateParam
 /// the stored scheme is the same (or an alias), a fresh generation when the
 /// stored password is plaintext, [`SchemeError::SchemeNotAvailable`]
 /// otherwise. An empty `wanted` returns the stored data decoded as is.
-pub fn credentials(stored: &str, default_scheme: &str, wanted: &str, user: &str) -> Result<Vec<u8>, SchemeError> {
+pub fn credentials(
+    stored: &str,
+    default_scheme: &str,
+    wanted: &str,
+    user: &str,
+) -> Result<Vec<u8>, SchemeError> {
     let (scheme, data) = split_scheme(stored);
     let have_name = scheme.unwrap_or(default_scheme);
     let raw = decode(data, have_name)?;
@@ -323,7 +336,10 @@ pub(crate) fn random_bytes(len: usize) -> Result<Vec<u8>, SchemeError> {
 /// A random text salt of `len` characters from [`SALT_CHARS`].
 pub(crate) fn random_salt(len: usize) -> Result<String, SchemeError> {
     // 256 is a multiple of 64, so the modulo is unbiased.
-    Ok(random_bytes(len)?.iter().map(|b| char::from(SALT_CHARS[usize::from(*b) % SALT_CHARS.len()])).collect())
+    Ok(random_bytes(len)?
+        .iter()
+        .map(|b| char::from(SALT_CHARS[usize::from(*b) % SALT_CHARS.len()]))
+        .collect())
 }
 
 /// Lowercase hex.
@@ -339,7 +355,7 @@ pub fn hex_encode(raw: &[u8]) -> String {
 /// Hex decoding, either case; `None` on odd length or a non-hex digit.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

@@ -25,7 +25,8 @@ pub fn verify(plain: &[u8], raw: &[u8]) -> Result<bool, SchemeError> {
     let ["", "1", salt, rounds, hash] = fields[..] else {
         return Err(invalid("Invalid PBKDF2 data"));
     };
-    let rounds = rounds.parse::<u32>().ok().filter(|r| *r > 0).ok_or_else(|| invalid("Invalid PBKDF2 rounds"))?;
+    let rounds =
+        rounds.parse::<u32>().ok().filter(|r| *r > 0).ok_or_else(|| invalid("Invalid PBKDF2 rounds"))?;
     let expected = hex_decode(hash).ok_or_else(|| invalid("Invalid PBKDF2 hash"))?;
     if expected.is_empty() || expected.len() > 64 {
         return Err(invalid("Invalid PBKDF2 hash"));

@@ -23,7 +23,7 @@ pub enum Hash {
 
 impl Hash {
     /// Digest length.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Hash::Sha1 => 20,
             Hash::Sha256 => 32,
@@ -61,7 +61,7 @@ impl Hash {
 
     /// `Hi(password, salt, i)` = PBKDF2 with HMAC of this hash.
     pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        let mut out = vec![0u8; self.len()];
+        let mut out = vec![0u8; self.digest_len()];
         match self {
             Hash::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out),
             Hash::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out),
@@ -108,12 +108,15 @@ impl Credentials {
         let [iter, salt, stored, server] = fields[..] else {
             return Err(invalid("Invalid SCRAM credentials"));
         };
-        let iterations = iter.parse::<u32>().ok().filter(|i| *i > 0).ok_or_else(|| invalid("Invalid iteration count"))?;
+        let iterations =
+            iter.parse::<u32>().ok().filter(|i| *i > 0).ok_or_else(|| invalid("Invalid iteration count"))?;
         let salt = base64_decode(salt).ok_or_else(|| invalid("Invalid salt"))?;
-        let stored_key = base64_decode(stored).filter(|k| k.len() == hash.len());
-        let server_key = base64_decode(server).filter(|k| k.len() == hash.len());
+        let stored_key = base64_decode(stored).filter(|k| k.len() == hash.digest_len());
+        let server_key = base64_decode(server).filter(|k| k.len() == hash.digest_len());
         match (stored_key, server_key) {
-            (Some(stored_key), Some(server_key)) => Ok(Credentials { iterations, salt, stored_key, server_key }),
+            (Some(stored_key), Some(server_key)) => {
+                Ok(Credentials { iterations, salt, stored_key, server_key })
+            }
             _ => Err(invalid("Invalid StoredKey or ServerKey")),
         }
     }

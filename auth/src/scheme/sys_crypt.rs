@@ -37,7 +37,8 @@ pub(crate) fn crypt(phrase: &[u8], setting: &str) -> Option<String> {
     // is a zeroed buffer of exactly the size we pass, as crypt_rn requires, and
     // is owned by this frame. crypt_rn writes its result into `data` and
     // returns either NULL or a pointer into `data`.
-    let out = unsafe { crypt_rn(phrase.as_ptr(), setting.as_ptr(), data.as_mut_ptr(), CRYPT_DATA_SIZE as c_int) };
+    let out =
+        unsafe { crypt_rn(phrase.as_ptr(), setting.as_ptr(), data.as_mut_ptr(), CRYPT_DATA_SIZE as c_int) };
     if out.is_null() {
         return None;
     }

@@ -1,0 +1,19 @@
+//! auth-client lines, both directions: parsing never panics, and whatever
+//! parses serialises to a line that parses to the same value.
+#![no_main]
+
+use dovecote_auth::protocol::client::{ClientLine, ServerLine};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(parsed) = ClientLine::parse(line) {
+            let bytes = parsed.to_bytes();
+            assert_eq!(ClientLine::parse(&bytes[..bytes.len() - 1]).as_ref(), Ok(&parsed));
+        }
+        if let Ok(parsed) = ServerLine::parse(line) {
+            let bytes = parsed.to_bytes();
+            assert_eq!(ServerLine::parse(&bytes[..bytes.len() - 1]).as_ref(), Ok(&parsed));
+        }
+    }
+});
