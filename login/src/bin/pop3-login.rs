@@ -1,0 +1,13 @@
+//! `pop3-login`: the pre-authentication POP3 front end (see `dovecote_login`).
+
+use dovecote_login::service::{LoginService, Protocol};
+
+fn main() {
+    dovecote_master::runtime::run(|ctx| match LoginService::new(ctx, Protocol::Pop3) {
+        Ok(service) => service,
+        Err(e) => {
+            dovecote_master::runtime::log_line(dovecote_master::contract::Level::Fatal, &e);
+            std::process::exit(dovecote_master::contract::EXIT_FATAL)
+        }
+    })
+}

@@ -1,0 +1,11 @@
+//! CAPABILITY: the pre-login list; arguments are ignored, as in Dovecot.
+
+use super::Outcome;
+use crate::imap::ImapLogin;
+
+pub(super) fn run(client: &mut ImapLogin, tag: &str) -> Outcome {
+    let caps = client.capability();
+    client.send(format!("* CAPABILITY {caps}\r\n"));
+    client.tagged(tag, "OK Pre-login capabilities listed, post-login capabilities have more.");
+    Outcome::Done
+}
