@@ -6,9 +6,16 @@
 //! A lookup is described by [`RequestVars`] (what `%` variables expand to)
 //! and answers with [`ExtraFields`]. Password verification against what a
 //! passdb returned is [`verify_password`] / [`lookup_credentials`].
+//!
+//! [`sql`] and [`ldap`] talk to servers and block: only the `auth` binary
+//! calls them, from auth-worker processes. Binaries that link this library
+//! without calling them lose that code (and the client crates) at link time.
 
+mod args_file;
 pub mod chain;
+pub mod ldap;
 pub mod passwd_file;
+pub mod sql;
 pub mod static_db;
 
 use std::borrow::Cow;
@@ -55,6 +62,35 @@ pub enum DbError {
         /// The name.
         name: String,
     },
+    /// The backend cannot be reached right now (connect failure, lost
+    /// connection, timeout). The driver has dropped its connection and
+    /// reconnects on the next request; the client gets `FAIL ... temp`.
+    #[error("{driver}: {reason}")]
+    Unavailable {
+        /// Driver name.
+        driver: &'static str,
+        /// What happened.
+        reason: String,
+    },
+    /// The backend answered but the lookup failed (query error, a search
+    /// matching several entries, a reply without a password field...): an
+    /// internal failure, not a wrong password.
+    #[error("{driver}: {reason}")]
+    Lookup {
+        /// Driver name.
+        driver: &'static str,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl DbError {
+    /// True for failures that go away by themselves ([`DbError::Unavailable`]).
+    /// Every `DbError` during a lookup is an internal failure (`FAIL temp`)
+    /// for the client; this only tells logs and worker throttling apart.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, DbError::Unavailable { .. })
+    }
 }
 
 /// Facts about an auth request that `%` variables expand to (the auth
@@ -141,6 +177,19 @@ impl RequestVars {
         var_expand::expand(template, &self.variables(false))
             .map_err(|source| DbError::Expand { what: what.to_string(), source })
     }
+
+    /// Expands `template` with every variable value passed through `escape`
+    /// first (Dovecot escapes the table, so modifiers see escaped values):
+    /// SQL string escaping, LDAP filter/DN escaping.
+    pub fn expand_escaped(&self, template: &str, what: &str, escape: fn(&str) -> String) -> Result<String, DbError> {
+        let mut vars = self.variables(false);
+        for var in &mut vars {
+            if let Some(value) = var.value.take() {
+                var.value = Some(Cow::Owned(escape(&value)));
+            }
+        }
+        var_expand::expand(template, &vars).map_err(|source| DbError::Expand { what: what.to_string(), source })
+    }
 }
 
 /// An ordered `key=value` list where setting a key replaces its value.
@@ -214,6 +263,18 @@ impl PassdbEntry {
             },
         }
     }
+}
+
+/// The answer of a driver's own plaintext check ([`sql::SqlDb::verify_plain`],
+/// [`ldap::LdapDb::verify_plain`]): the passdb result and, when the user
+/// was found, what the passdb returned. Internal failures are `Err`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainVerify {
+    /// `Ok`, `UserUnknown` or `PasswordMismatch` (or what
+    /// [`verify_password`] says about an unusable stored password).
+    pub result: PassdbResult,
+    /// The entry found, with its extra fields.
+    pub entry: Option<PassdbEntry>,
 }
 
 /// Verifies `plain` against what a passdb found: `nopassword` accepts any
