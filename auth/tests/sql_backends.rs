@@ -16,9 +16,9 @@ use dovecote_auth::mech::PassdbResult;
 use dovecote_auth::scheme::{self, GenerateParams};
 
 const USERS: &[(&str, &str, bool)] = &[
-    ("alice", "alicepw", true),   // {SHA512-CRYPT}$6$...
-    ("bob", "bobpw", false),      // bare $6$..., default_pass_scheme
-    ("o'neil", "quotepw", true),  // a quote in the name
+    ("alice", "alicepw", true),  // {SHA512-CRYPT}$6$...
+    ("bob", "bobpw", false),     // bare $6$..., default_pass_scheme
+    ("o'neil", "quotepw", true), // a quote in the name
     ("carol", "carolpw", false),
 ];
 
@@ -40,7 +40,9 @@ fn hash(plain: &str, prefixed: bool) -> String {
 }
 
 fn insert_sql() -> String {
-    let mut sql = String::from("CREATE TABLE users (username VARCHAR(128) NOT NULL PRIMARY KEY, password VARCHAR(255));\n");
+    let mut sql = String::from(
+        "CREATE TABLE users (username VARCHAR(128) NOT NULL PRIMARY KEY, password VARCHAR(255));\n",
+    );
     for (user, pw, prefixed) in USERS {
         sql.push_str(&format!(
             "INSERT INTO users VALUES ('{}', '{}');\n",
@@ -69,7 +71,12 @@ fn check_s11(db: &mut SqlDb, label: &str) {
 
     // Quote injection: without escaping each of these would match rows
     // (or break the query); escaped, they are just unknown names.
-    for evil in ["x' OR '1'='1", "alice'-- ", "alice' #", "x' UNION SELECT username, password FROM users WHERE '1'='1"] {
+    for evil in [
+        "x' OR '1'='1",
+        "alice'-- ",
+        "alice' #",
+        "x' UNION SELECT username, password FROM users WHERE '1'='1",
+    ] {
         let vars = RequestVars::new(evil, "imap");
         let v = db.verify_plain(&vars, b"alicepw").unwrap();
         assert_eq!(v.result, PassdbResult::UserUnknown, "{label}: {evil}");
@@ -91,7 +98,8 @@ fn sqlite_s11() {
     conn.execute_batch(&insert_sql()).unwrap();
     drop(conn);
     let args = dir.path().join("dovecot-sql.conf.ext");
-    std::fs::write(&args, format!("driver = sqlite\nconnect = {}\n{}", path.display(), s11_queries())).unwrap();
+    std::fs::write(&args, format!("driver = sqlite\nconnect = {}\n{}", path.display(), s11_queries()))
+        .unwrap();
     let mut db = SqlDb::new(args.to_str().unwrap()).unwrap();
     check_s11(&mut db, "sqlite");
 
@@ -169,7 +177,12 @@ impl MariaDb {
         let dir = tmp.path().to_path_buf();
         make_certs(&dir);
         let out = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--user=root", "--skip-test-db", "--auth-root-authentication-method=socket"])
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ])
             .arg(format!("--datadir={}", dir.join("data").display()))
             .output()
             .unwrap();
@@ -206,7 +219,12 @@ impl MariaDb {
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--log-error={}", d.join("error.log").display()))
             .arg(format!("--port={}", self.port))
-            .args(["--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--innodb-buffer-pool-size=16M"])
+            .args([
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=16M",
+            ])
             .arg(format!("--ssl-ca={}", d.join("ca.pem").display()))
             .arg(format!("--ssl-cert={}", d.join("server.pem").display()))
             .arg(format!("--ssl-key={}", d.join("server.key").display()))
@@ -218,6 +236,7 @@ impl MariaDb {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "mariadbd did not start: {}", self.log());
+            #[allow(clippy::disallowed_methods)] // a test waiting for a server, no event loop here
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -247,7 +266,8 @@ fn free_port() -> u16 {
 
 /// Installs Debian packages when one of `bins` is missing.
 fn ensure_installed(bins: &[&str], packages: &str) {
-    let missing = |b: &&str| !["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| Path::new(d).join(b).exists());
+    let missing =
+        |b: &&str| !["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| Path::new(d).join(b).exists());
     if !bins.iter().any(missing) {
         return;
     }

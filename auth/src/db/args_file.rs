@@ -119,7 +119,11 @@ fn parse_text(
             read_file(&target, driver, key == "!include_try", stack, out)?;
         } else if let Some(value) = rest.strip_prefix('=') {
             if section_depth == 0 {
-                out.push(Setting { key: key.to_string(), value: unquote(value.trim_start_matches([' ', '\t'])), origin });
+                out.push(Setting {
+                    key: key.to_string(),
+                    value: unquote(value.trim_start_matches([' ', '\t'])),
+                    origin,
+                });
             }
         } else if key == "}" && rest.is_empty() {
             if section_depth == 0 {
@@ -164,7 +168,8 @@ fn strip_comment(line: &str) -> &str {
 /// `"value"` / `'value'` with `\x` → `x`; anything else unchanged.
 fn unquote(value: &str) -> String {
     let quoted = value.len() >= 2
-        && ((value.starts_with('"') && value.ends_with('"')) || (value.starts_with('\'') && value.ends_with('\'')));
+        && ((value.starts_with('"') && value.ends_with('"'))
+            || (value.starts_with('\'') && value.ends_with('\'')));
     if !quoted {
         return value.to_string();
     }
@@ -235,7 +240,11 @@ mod tests {
     fn includes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("inc.conf"), "dnpass = secret\n").unwrap();
-        std::fs::write(dir.path().join("main.conf"), "dn = cn=x\n!include inc.conf\n!include_try none.conf\n").unwrap();
+        std::fs::write(
+            dir.path().join("main.conf"),
+            "dn = cn=x\n!include inc.conf\n!include_try none.conf\n",
+        )
+        .unwrap();
         let s = read(&dir.path().join("main.conf"), "ldap").unwrap();
         assert_eq!(kv(&s), [("dn", "cn=x"), ("dnpass", "secret")]);
         std::fs::write(dir.path().join("loop.conf"), "!include loop.conf\n").unwrap();

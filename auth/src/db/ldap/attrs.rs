@@ -114,15 +114,21 @@ impl AttrMap {
     pub fn apply(&self, entry: &LdapEntry, vars: &RequestVars) -> Vec<(String, Vec<String>)> {
         let mut out = Vec::with_capacity(self.fields.len());
         for field in self.fields.iter().filter(|f| !f.skip) {
-            let values: Vec<String> =
-                if field.ldap_attr.is_empty() { Vec::new() } else { entry.get(&field.ldap_attr).unwrap_or(&[]).to_vec() };
+            let values: Vec<String> = if field.ldap_attr.is_empty() {
+                Vec::new()
+            } else {
+                entry.get(&field.ldap_attr).unwrap_or(&[]).to_vec()
+            };
             let values = match &field.template {
                 None => values,
                 Some(_) if !field.ldap_attr.is_empty() && values.is_empty() => values,
                 Some(template) => vec![expand(template, entry, vars, values.first().map(String::as_str))],
             };
-            let name =
-                if field.name.contains('%') { expand(&field.name, entry, vars, None) } else { field.name.clone() };
+            let name = if field.name.contains('%') {
+                expand(&field.name, entry, vars, None)
+            } else {
+                field.name.clone()
+            };
             out.push((name, values));
         }
         out

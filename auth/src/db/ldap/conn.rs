@@ -95,7 +95,8 @@ impl Connection {
         };
         // noSuchObject: the base does not exist, i.e. no entries.
         if res.rc != 0 && res.rc != 32 {
-            let reason = format!("ldap_search(base={base} filter={filter}) failed: {}", describe(res.rc, &res.text));
+            let reason =
+                format!("ldap_search(base={base} filter={filter}) failed: {}", describe(res.rc, &res.text));
             if INVALID_INPUT.contains(&res.rc) {
                 return Err(DbError::Lookup { driver: DRIVER, reason });
             }
@@ -106,7 +107,10 @@ impl Connection {
         for re in raw.into_iter().filter(|re| !re.is_ref()) {
             // ldap3 panics on malformed entries instead of returning an error.
             let entry = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(re)))
-                .map_err(|_| DbError::Lookup { driver: DRIVER, reason: "malformed search result entry".into() })?;
+                .map_err(|_| DbError::Lookup {
+                    driver: DRIVER,
+                    reason: "malformed search result entry".into(),
+                })?;
             let mut attrs: Vec<(String, Vec<String>)> = entry.attrs.into_iter().collect();
             for (name, values) in entry.bin_attrs {
                 attrs.push((name, values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()));
@@ -118,7 +122,12 @@ impl Connection {
 
     /// A simple bind as `dn` with the user's password: Ok, PasswordMismatch
     /// (invalidCredentials) or UserUnknown (noSuchObject).
-    pub fn auth_bind(&mut self, set: &LdapSettings, dn: &str, password: &str) -> Result<PassdbResult, DbError> {
+    pub fn auth_bind(
+        &mut self,
+        set: &LdapSettings,
+        dn: &str,
+        password: &str,
+    ) -> Result<PassdbResult, DbError> {
         let conn = self.open(set)?;
         let result = conn.with_timeout(OP_TIMEOUT).simple_bind(dn, password);
         self.bound = Bound::User;
@@ -173,7 +182,10 @@ impl Connection {
 
     fn lost(&mut self, what: &str, e: &LdapError) -> DbError {
         self.drop_connection();
-        DbError::Unavailable { driver: DRIVER, reason: format!("{what} failed: {e}; reconnecting on next request") }
+        DbError::Unavailable {
+            driver: DRIVER,
+            reason: format!("{what} failed: {e}; reconnecting on next request"),
+        }
     }
 }
 
@@ -210,7 +222,10 @@ fn connect(set: &LdapSettings) -> Result<LdapConn, DbError> {
             Err(e) => errors.push(format!("{uri}: {e}")),
         }
     }
-    Err(DbError::Unavailable { driver: DRIVER, reason: format!("Can't connect to server: {}", errors.join("; ")) })
+    Err(DbError::Unavailable {
+        driver: DRIVER,
+        reason: format!("Can't connect to server: {}", errors.join("; ")),
+    })
 }
 
 fn tls_settings(set: &LdapSettings, uri: &str) -> Result<LdapConnSettings, DbError> {
@@ -219,13 +234,15 @@ fn tls_settings(set: &LdapSettings, uri: &str) -> Result<LdapConnSettings, DbErr
     if !uses_tls {
         return Ok(settings);
     }
-    let verify = matches!(set.tls_require_cert, None | Some(TlsRequireCert::Demand) | Some(TlsRequireCert::Hard));
+    let verify =
+        matches!(set.tls_require_cert, None | Some(TlsRequireCert::Demand) | Some(TlsRequireCert::Hard));
     if !verify {
         // never/allow/try: OpenLDAP continues with a bad or missing
         // certificate.
         settings = settings.set_no_tls_verify(true);
     }
-    let custom = set.tls_ca_cert_file.is_some() || set.tls_ca_cert_dir.is_some() || set.tls_cert_file.is_some();
+    let custom =
+        set.tls_ca_cert_file.is_some() || set.tls_ca_cert_dir.is_some() || set.tls_cert_file.is_some();
     if verify && custom {
         settings = settings.set_config(client_config(set)?);
     }
@@ -237,23 +254,25 @@ fn tls_settings(set: &LdapSettings, uri: &str) -> Result<LdapConnSettings, DbErr
 fn client_config(set: &LdapSettings) -> Result<Arc<rustls::ClientConfig>, DbError> {
     let bad = |reason: String| DbError::Args { driver: DRIVER, reason };
     let mut roots = rustls::RootCertStore::empty();
-    let add_pem_file = |path: &std::path::Path, roots: &mut rustls::RootCertStore| -> Result<usize, DbError> {
-        let data = std::fs::read(path).map_err(|e| bad(format!("Can't read {}: {e}", path.display())))?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut data.as_slice()).flatten() {
-            if roots.add(cert).is_ok() {
-                added += 1;
+    let add_pem_file =
+        |path: &std::path::Path, roots: &mut rustls::RootCertStore| -> Result<usize, DbError> {
+            let data = std::fs::read(path).map_err(|e| bad(format!("Can't read {}: {e}", path.display())))?;
+            let mut added = 0;
+            for cert in rustls_pemfile::certs(&mut data.as_slice()).flatten() {
+                if roots.add(cert).is_ok() {
+                    added += 1;
+                }
             }
-        }
-        Ok(added)
-    };
+            Ok(added)
+        };
     if let Some(file) = &set.tls_ca_cert_file {
         if add_pem_file(file, &mut roots)? == 0 {
             return Err(bad(format!("tls_ca_cert_file {}: no certificates", file.display())));
         }
     }
     if let Some(dir) = &set.tls_ca_cert_dir {
-        let listing = std::fs::read_dir(dir).map_err(|e| bad(format!("Can't read {}: {e}", dir.display())))?;
+        let listing =
+            std::fs::read_dir(dir).map_err(|e| bad(format!("Can't read {}: {e}", dir.display())))?;
         for item in listing.flatten() {
             // Unreadable or non-PEM files in a hashed CA directory are skipped.
             let _ = add_pem_file(&item.path(), &mut roots);
@@ -271,9 +290,11 @@ fn client_config(set: &LdapSettings) -> Result<Arc<rustls::ClientConfig>, DbErro
         .with_root_certificates(roots);
     let config = match (&set.tls_cert_file, &set.tls_key_file) {
         (Some(cert), Some(key)) => {
-            let certs = std::fs::read(cert).map_err(|e| bad(format!("Can't read {}: {e}", cert.display())))?;
+            let certs =
+                std::fs::read(cert).map_err(|e| bad(format!("Can't read {}: {e}", cert.display())))?;
             let certs: Vec<_> = rustls_pemfile::certs(&mut certs.as_slice()).flatten().collect();
-            let key_pem = std::fs::read(key).map_err(|e| bad(format!("Can't read {}: {e}", key.display())))?;
+            let key_pem =
+                std::fs::read(key).map_err(|e| bad(format!("Can't read {}: {e}", key.display())))?;
             let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
                 .ok()
                 .flatten()

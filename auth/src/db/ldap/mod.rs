@@ -207,14 +207,17 @@ impl LdapSettings {
                 "userdb_warning_disable" => {
                     bool_value()?;
                 }
-                "sasl_mech" | "sasl_realm" | "sasl_authz_id" | "tls_cipher_suite" | "debug_level" | "ldaprc_path" => {}
+                "sasl_mech" | "sasl_realm" | "sasl_authz_id" | "tls_cipher_suite" | "debug_level"
+                | "ldaprc_path" => {}
                 other => return Err(s.error(DRIVER, format!("Unknown setting: {other}"))),
             }
         }
         let bad = |reason: &str| DbError::Args { driver: DRIVER, reason: reason.to_string() };
         out.base = base.ok_or_else(|| bad("No base given"))?;
         out.uris = match (uris, hosts) {
-            (Some(uris), _) => uris.split([' ', '\t', ',']).filter(|u| !u.is_empty()).map(str::to_string).collect(),
+            (Some(uris), _) => {
+                uris.split([' ', '\t', ',']).filter(|u| !u.is_empty()).map(str::to_string).collect()
+            }
             (None, Some(hosts)) => {
                 hosts.split([' ', '\t']).filter(|h| !h.is_empty()).map(|h| format!("ldap://{h}")).collect()
             }
@@ -390,7 +393,12 @@ impl LdapDb {
         Ok(Some((entry, found.dn.clone())))
     }
 
-    fn search(&mut self, vars: &RequestVars, filter: &str, attrs: &[String]) -> Result<Vec<LdapEntry>, DbError> {
+    fn search(
+        &mut self,
+        vars: &RequestVars,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Vec<LdapEntry>, DbError> {
         let base = vars.expand_escaped(&self.settings.base, "base", ldap_escape)?;
         let filter = vars.expand_escaped(filter, "filter", ldap_escape)?;
         self.conn.search(&self.settings, &base, &filter, attrs)

@@ -120,7 +120,8 @@ fn connect_mysql(c: &MysqlConnect) -> Result<mysql::Conn, String> {
 /// Server error codes that mean the connection or server is unusable
 /// (as opposed to a bad query): too many connections, shutdown in progress,
 /// lock wait timeout, read-only failover, gone away, lost.
-const MYSQL_CONNECTION_ERRORS: &[u16] = &[1040, 1053, 1077, 1078, 1079, 1152, 1205, 1290, 2002, 2003, 2006, 2013];
+const MYSQL_CONNECTION_ERRORS: &[u16] =
+    &[1040, 1053, 1077, 1078, 1079, 1152, 1205, 1290, 2002, 2003, 2006, 2013];
 
 fn query_mysql(conn: &mut mysql::Conn, sql: &str) -> Result<SqlRows, QueryError> {
     let classify = |e: mysql::Error| match &e {

@@ -74,10 +74,7 @@ impl MysqlConnect {
             write_timeout: Duration::from_secs(30),
         };
         let secs = |name: &str, value: &str| {
-            value
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| bad(format!("Invalid {name}: {value}")))
+            value.parse::<u64>().map(Duration::from_secs).map_err(|_| bad(format!("Invalid {name}: {value}")))
         };
         for word in connect.split([' ', '\t']).filter(|w| !w.is_empty()) {
             let Some((name, value)) = word.split_once('=') else {
@@ -112,7 +109,9 @@ impl MysqlConnect {
                 // option files, cipher lists or raw client flags.
                 "client_flags" | "option_file" | "option_group" | "ssl_cipher" | "maxconns" => {}
                 "ssl_ca_path" => {
-                    return Err(bad("ssl_ca_path is not supported; put the CA certificates in one ssl_ca file".into()))
+                    return Err(bad(
+                        "ssl_ca_path is not supported; put the CA certificates in one ssl_ca file".into(),
+                    ))
                 }
                 _ => return Err(bad(format!("Unknown connect string: {name}"))),
             }
@@ -160,8 +159,10 @@ mod tests {
 
     #[test]
     fn options_and_errors() {
-        let c = MysqlConnect::parse("host=/run/m.sock host=db2 port=3307 connect_timeout=2 ssl_verify_server_cert=no")
-            .unwrap();
+        let c = MysqlConnect::parse(
+            "host=/run/m.sock host=db2 port=3307 connect_timeout=2 ssl_verify_server_cert=no",
+        )
+        .unwrap();
         assert_eq!(c.hosts, ["/run/m.sock", "db2"]);
         assert_eq!(c.port, 3307);
         assert_eq!(c.connect_timeout, Duration::from_secs(2));

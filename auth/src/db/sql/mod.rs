@@ -71,8 +71,8 @@ impl SqlSettings {
         let mut connect = None;
         let mut out = SqlSettings {
             connect: SqlConnect::Sqlite(Default::default()),
-            password_query: "SELECT username, domain, password FROM users WHERE username = '%n' AND domain = '%d'"
-                .into(),
+            password_query:
+                "SELECT username, domain, password FROM users WHERE username = '%n' AND domain = '%d'".into(),
             user_query: "SELECT home, uid, gid FROM users WHERE username = '%n' AND domain = '%d'".into(),
             update_query: "UPDATE users SET password = '%w' WHERE username = '%n' AND domain = '%d'".into(),
             iterate_query: "SELECT username, domain FROM users".into(),
@@ -214,7 +214,8 @@ impl SqlDb {
     /// All users via `iterate_query`: the `user` column, or `username` plus
     /// `domain` (`user@domain`) when there is no `user` column.
     pub fn iterate(&mut self) -> Result<Vec<String>, DbError> {
-        let query = self.expand(&self.settings.iterate_query.clone(), &RequestVars::default(), "iterate_query")?;
+        let query =
+            self.expand(&self.settings.iterate_query.clone(), &RequestVars::default(), "iterate_query")?;
         let rows = self.run(&query, "Iterate query")?;
         let column = |name: &str| rows.columns.iter().position(|c| c == name);
         let (user_col, domain_col) = match (column("user"), column("username")) {
@@ -262,7 +263,10 @@ impl SqlDb {
             Err(QueryError::Connection(first)) => {
                 self.conn = None;
                 if !was_open {
-                    return Err(DbError::Unavailable { driver: DRIVER, reason: format!("{what} failed: {first}") });
+                    return Err(DbError::Unavailable {
+                        driver: DRIVER,
+                        reason: format!("{what} failed: {first}"),
+                    });
                 }
                 match self.connection()?.query(sql) {
                     Ok(rows) => Ok(rows),
@@ -321,12 +325,17 @@ iterate_query = SELECT username FROM users;\n";
     #[test]
     fn s11_args_file() {
         let s = SqlSettings::parse(S11, Path::new("dovecot-sql.conf.ext")).unwrap();
-        assert!(matches!(&s.connect, SqlConnect::Mysql(c) if c.tls() && c.hosts == ["mariadb_srv.example.com"]));
+        assert!(
+            matches!(&s.connect, SqlConnect::Mysql(c) if c.tls() && c.hosts == ["mariadb_srv.example.com"])
+        );
         assert_eq!(s.default_pass_scheme, "SHA512-CRYPT");
         assert_eq!(s.iterate_query, "SELECT username FROM users;");
         let vars = RequestVars::new("o'brien' OR '1'='1", "imap");
         let q = vars.expand_escaped(&s.password_query, "q", s.escape()).unwrap();
-        assert_eq!(q, "SELECT username AS user, password FROM users WHERE username='o\\'brien\\' OR \\'1\\'=\\'1';");
+        assert_eq!(
+            q,
+            "SELECT username AS user, password FROM users WHERE username='o\\'brien\\' OR \\'1\\'=\\'1';"
+        );
     }
 
     #[test]
@@ -388,7 +397,10 @@ iterate_query = SELECT username FROM users;\n";
         // Default user_query / iterate_query (username + domain columns).
         let user = sql.userdb_lookup(&tim).unwrap().unwrap();
         assert_eq!(user.0, [("home".to_string(), "/home/tim".to_string()), ("uid".into(), "1000".into())]);
-        assert_eq!(sql.iterate().unwrap(), ["tim@example.com", "nopw@example.com", "dup@example.com", "dup@example.com"]);
+        assert_eq!(
+            sql.iterate().unwrap(),
+            ["tim@example.com", "nopw@example.com", "dup@example.com", "dup@example.com"]
+        );
         // A broken query is an internal failure, not a connection problem.
         assert!(matches!(sql.query("SELEC nothing"), Err(DbError::Lookup { .. })));
         assert!(sql.connected());
@@ -396,8 +408,9 @@ iterate_query = SELECT username FROM users;\n";
 
     #[test]
     fn missing_sqlite_file_is_unavailable() {
-        let mut sql =
-            SqlDb::with_settings(SqlSettings::parse("driver = sqlite\nconnect = /nonexistent/x.db\n", Path::new("f")).unwrap());
+        let mut sql = SqlDb::with_settings(
+            SqlSettings::parse("driver = sqlite\nconnect = /nonexistent/x.db\n", Path::new("f")).unwrap(),
+        );
         let err = sql.userdb_lookup(&RequestVars::new("a", "imap")).unwrap_err();
         assert!(err.is_temporary(), "{err}");
     }
