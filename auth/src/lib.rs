@@ -5,7 +5,8 @@
 //! Everything here is sans-IO except [`protocol::client_conn`] and
 //! [`protocol::master_conn`] (small blocking clients over a Unix socket) and
 //! [`db::passwd_file`] (reads its file). The only `unsafe` code is the
-//! crypt(3) binding in `scheme::sys_crypt`.
+//! crypt(3) binding in `scheme::sys_crypt` and the getspnam_r/libpam
+//! bindings in [`db::sys`].
 #![deny(unsafe_code)]
 
 pub mod db;

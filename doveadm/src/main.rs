@@ -4,8 +4,11 @@
 //! doveadm (`table` for process status, `pager` for service status; `-f`
 //! chooses `tab`, `table`, `pager` or `flow`). Service status also shows
 //! each listener with its kind, address or path, owner, group and mode.
+//! The auth commands (`pw`, `auth test|login|lookup`, `user`) are in
+//! [`auth_cmd`].
 #![forbid(unsafe_code)]
 
+mod auth_cmd;
 mod format;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +38,10 @@ struct Args {
 fn usage() -> ExitCode {
     eprintln!("usage: doveadm [-Dv] [-f <formatter>] [-c <config>] <command> [<args>]");
     eprintln!("  reload\n  stop\n  process status [<service> [...]]\n  service status [<service> [...]]");
+    eprintln!("  pw [-l] [-p plaintext] [-r rounds] [-s scheme] [-t hash] [-u user] [-V]");
+    eprintln!("  auth test|login [-a <socket>] [-x <auth info>] <user> [<password>]");
+    eprintln!("  auth lookup [-a <socket>] [-x <auth info>] <user> [...]");
+    eprintln!("  user [-a <socket>] [-x <auth info>] [-f field] [-u] <user mask> [...]");
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -60,11 +67,6 @@ fn fatal(text: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn base_dir(config_path: &str) -> Result<PathBuf, String> {
-    let config = load(config_path, LoadOptions { expand_values: false }).map_err(|e| e.to_string())?;
-    Ok(PathBuf::from(config.text("base_dir").trim_end_matches('/')))
-}
-
 fn master_pid(base_dir: &Path) -> Result<i32, String> {
     let path = base_dir.join("master.pid");
     let not_running = || format!("Dovecot is not running (read from {})", path.display());
@@ -80,11 +82,19 @@ fn master_pid(base_dir: &Path) -> Result<i32, String> {
 fn main() -> ExitCode {
     let Some(args) = parse_args() else { return usage() };
     let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
-    let base_dir = match base_dir(&args.config_path) {
-        Ok(d) => d,
-        Err(e) => return fatal(&e, 89),
+    if let ["pw", rest @ ..] = words.as_slice() {
+        return auth_cmd::pw(rest);
+    }
+    let config = match load(&args.config_path, LoadOptions { expand_values: false }) {
+        Ok(c) => c,
+        Err(e) => return fatal(&e.to_string(), 89),
     };
+    let base_dir = PathBuf::from(config.text("base_dir").trim_end_matches('/'));
     match words.as_slice() {
+        ["auth", "test", rest @ ..] => auth_cmd::auth_test(&base_dir, rest, false),
+        ["auth", "login", rest @ ..] => auth_cmd::auth_test(&base_dir, rest, true),
+        ["auth", "lookup", rest @ ..] => auth_cmd::auth_lookup(&base_dir, &config, rest),
+        ["user", rest @ ..] => auth_cmd::user(&base_dir, &config, rest),
         ["reload"] => match master_pid(&base_dir) {
             Ok(pid) => match kill(Pid::from_raw(pid), Signal::SIGHUP) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -19,4 +19,4 @@ pub mod privileges;
 pub mod runtime;
 pub mod sys;
 
-pub use runtime::{run, Client, Context, Progress, Service, Stream};
+pub use runtime::{run, Client, Clients, Context, Progress, Service, Stream};

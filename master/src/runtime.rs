@@ -23,7 +23,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use dovecote_config::{wire, Config};
@@ -97,6 +97,49 @@ pub trait Service {
 
     /// Data arrived on a fifo listener.
     fn fifo_input(&mut self, _listener: &ListenerName, _data: &[u8]) {}
+
+    /// One more fd for the loop to watch (readable, edge-triggered), e.g.
+    /// the epoll fd of the service's own `mio::Poll` with its outgoing
+    /// connections (auth → auth-worker). Asked once, at start.
+    fn wakeup_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// The latest time [`Service::tick`] must run next (timers).
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Runs after every loop iteration, with access to every client: work
+    /// that is not the reaction to one client's input (timers, replies
+    /// from backends that go to some other client).
+    fn tick(&mut self, _clients: &mut Clients<'_, Self::Session>) {}
+}
+
+/// Every client of the process, as [`Service::tick`] sees them.
+pub struct Clients<'a, Session> {
+    entries: &'a mut HashMap<usize, ClientEntry<Session>>,
+    closed: Vec<usize>,
+}
+
+impl<Session> Clients<'_, Session> {
+    /// The client with this [`Client::id`], unless it is gone or closing.
+    pub fn get_mut(&mut self, id: usize) -> Option<(&mut Client, &mut Session)> {
+        self.entries.get_mut(&id).filter(|e| !e.closing).map(|e| (&mut e.client, &mut e.session))
+    }
+
+    /// Whether the client is still connected (and not closing).
+    pub fn contains(&self, id: usize) -> bool {
+        self.entries.get(&id).is_some_and(|e| !e.closing)
+    }
+
+    /// Flushes the client's pending output, then closes it.
+    pub fn close(&mut self, id: usize) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.closing = true;
+            self.closed.push(id);
+        }
+    }
 }
 
 /// What a callback wants done with its client.
@@ -136,6 +179,7 @@ impl Write for Stream {
 
 /// One connected client as protocol code sees it.
 pub struct Client {
+    id: usize,
     pub stream: Stream,
     /// The listener it connected to.
     pub listener: ListenerName,
@@ -149,6 +193,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// Unique within the process for its lifetime; the key for
+    /// [`Clients::get_mut`].
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
     /// Queues `data` and writes as much as the socket takes now; the rest
     /// goes out when it becomes writable.
     pub fn send(&mut self, data: &[u8]) {
@@ -317,6 +367,7 @@ struct ClientEntry<Session> {
 
 const TOKEN_SIGNALS: Token = Token(usize::MAX - 1);
 const TOKEN_CONTROL: Token = Token(usize::MAX - 2);
+const TOKEN_SERVICE_WAKEUP: Token = Token(usize::MAX - 3);
 const FIRST_CLIENT_TOKEN: usize = 1 << 20;
 
 struct EventLoop<S: Service> {
@@ -423,6 +474,13 @@ impl<S: Service> EventLoop<S> {
             shutdown_clients,
         };
         event_loop.register_fifos()?;
+        if let Some(fd) = event_loop.service.wakeup_fd() {
+            event_loop.poll.registry().register(
+                &mut SourceFd(&fd),
+                TOKEN_SERVICE_WAKEUP,
+                Interest::READABLE,
+            )?;
+        }
         event_loop.set_listening(true)?;
         Ok(event_loop)
     }
@@ -442,11 +500,15 @@ impl<S: Service> EventLoop<S> {
             if !self.accepting && self.clients.is_empty() {
                 return Ok(());
             }
-            let timeout = match (self.die_deadline, self.status_pending) {
+            let mut timeout = match (self.die_deadline, self.status_pending) {
                 (_, true) => Some(Duration::from_millis(100)),
                 (Some(deadline), false) => Some(deadline.saturating_duration_since(Instant::now())),
                 (None, false) => None,
             };
+            if let Some(deadline) = self.service.next_deadline() {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+            }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -456,6 +518,7 @@ impl<S: Service> EventLoop<S> {
                 match event.token() {
                     TOKEN_SIGNALS => self.handle_signals(),
                     TOKEN_CONTROL => self.handle_control(),
+                    TOKEN_SERVICE_WAKEUP => {}
                     Token(i) if i < self.listeners.len() => self.handle_listener(i)?,
                     Token(id) => self.handle_client(id, event.is_readable(), event.is_writable()),
                 }
@@ -463,9 +526,24 @@ impl<S: Service> EventLoop<S> {
             if self.die_deadline.is_some_and(|d| Instant::now() >= d) {
                 self.end_all_clients();
             }
+            self.tick_service();
             self.reconcile_listening()?;
             self.report_status();
             self.update_title();
+        }
+    }
+
+    fn tick_service(&mut self) {
+        let mut clients = Clients { entries: &mut self.clients, closed: Vec::new() };
+        self.service.tick(&mut clients);
+        for id in clients.closed {
+            let done = match self.clients.get_mut(&id) {
+                Some(entry) => !entry.client.flush_output() || entry.client.output.is_empty(),
+                None => false,
+            };
+            if done {
+                self.remove_client(id);
+            }
         }
     }
 
@@ -576,6 +654,7 @@ impl<S: Service> EventLoop<S> {
         }
         self.served += 1;
         let mut client = Client {
+            id,
             stream,
             listener: self.ctx.listeners[index].clone(),
             remote,

@@ -203,6 +203,11 @@ impl<'a> PassdbChain<'a> {
         }
     }
 
+    /// Index of the passdb whose result is awaited.
+    pub fn current(&self) -> Option<usize> {
+        self.current
+    }
+
     /// After a master login succeeded, lookups are for this user.
     pub fn set_user(&mut self, user: &str) {
         self.user = user.to_string();
@@ -399,6 +404,11 @@ impl<'a> UserdbChain<'a> {
             UserdbSkip::Found => !self.success,
             UserdbSkip::NotFound => self.success,
         })
+    }
+
+    /// Index of the userdb whose result is awaited.
+    pub fn current(&self) -> Option<usize> {
+        self.current
     }
 
     /// Reports the current userdb's result.

@@ -13,10 +13,14 @@
 
 mod args_file;
 pub mod chain;
+pub mod driver;
 pub mod ldap;
+pub mod pam;
+pub mod passwd;
 pub mod passwd_file;
 pub mod sql;
 pub mod static_db;
+pub mod sys;
 
 use std::borrow::Cow;
 
@@ -51,6 +55,25 @@ pub enum DbError {
         what: String,
         /// Cause.
         source: ExpandError,
+    },
+    /// An NSS lookup failed (not "no such user": a backend error).
+    #[error("{driver}: getpwnam({user}) failed: {source}")]
+    Nss {
+        /// Driver name.
+        driver: &'static str,
+        /// The user looked up.
+        user: String,
+        /// Cause.
+        source: nix::Error,
+    },
+    /// The driver cannot do this (e.g. a userdb lookup on a passdb-only
+    /// driver, or a lookup a worker process must do).
+    #[error("{driver}: {what} is not supported")]
+    Unsupported {
+        /// Driver name.
+        driver: &'static str,
+        /// The operation.
+        what: &'static str,
     },
     /// A uid/gid name that does not resolve.
     #[error("{driver}: unknown {kind} {name}")]
@@ -181,14 +204,20 @@ impl RequestVars {
     /// Expands `template` with every variable value passed through `escape`
     /// first (Dovecot escapes the table, so modifiers see escaped values):
     /// SQL string escaping, LDAP filter/DN escaping.
-    pub fn expand_escaped(&self, template: &str, what: &str, escape: fn(&str) -> String) -> Result<String, DbError> {
+    pub fn expand_escaped(
+        &self,
+        template: &str,
+        what: &str,
+        escape: fn(&str) -> String,
+    ) -> Result<String, DbError> {
         let mut vars = self.variables(false);
         for var in &mut vars {
             if let Some(value) = var.value.take() {
                 var.value = Some(Cow::Owned(escape(&value)));
             }
         }
-        var_expand::expand(template, &vars).map_err(|source| DbError::Expand { what: what.to_string(), source })
+        var_expand::expand(template, &vars)
+            .map_err(|source| DbError::Expand { what: what.to_string(), source })
     }
 }
 

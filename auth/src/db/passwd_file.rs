@@ -130,6 +130,8 @@ fn pwdfile_compat(pass: &str) -> String {
 struct LoadedFile {
     stamp: Option<(SystemTime, u64)>,
     users: HashMap<String, PasswdUser>,
+    /// User names in file order (for iteration, as Dovecot lists them).
+    order: Vec<String>,
 }
 
 /// The driver: caches each expanded path and re-reads it when it changes.
@@ -166,13 +168,12 @@ impl PasswdFileDb {
         Ok(file.users.get(&key).cloned())
     }
 
-    /// All user names in a file without variables (for `LIST`).
+    /// All user names in a file without variables (for `LIST`), in file
+    /// order.
     pub fn iterate(&mut self) -> Result<Vec<String>, DbError> {
         let path = self.args.path.clone();
         let Some(file) = self.sync(&path)? else { return Ok(Vec::new()) };
-        let mut users: Vec<String> = file.users.keys().cloned().collect();
-        users.sort();
-        Ok(users)
+        Ok(file.order.clone())
     }
 
     fn sync(&mut self, path: &str) -> Result<Option<&LoadedFile>, DbError> {
@@ -191,7 +192,13 @@ impl PasswdFileDb {
             let text = std::fs::read_to_string(PathBuf::from(path)).map_err(io)?;
             let (users, warnings) = parse(&text);
             self.warnings.extend(warnings.into_iter().map(|w| format!("passwd-file {path}: {w}")));
-            self.files.insert(path.to_string(), LoadedFile { stamp, users });
+            let mut order: Vec<String> = Vec::with_capacity(users.len());
+            for name in text.lines().filter_map(|l| l.split(':').next()) {
+                if users.contains_key(name) && !order.iter().any(|o| o == name) {
+                    order.push(name.to_string());
+                }
+            }
+            self.files.insert(path.to_string(), LoadedFile { stamp, users, order });
         }
         Ok(self.files.get(path))
     }
@@ -301,7 +308,7 @@ tim:{PLAIN}dup\n\
         std::fs::write(&path, "tim:{PLAIN}new:1000:1000::/home/tim\nann:{PLAIN}x:1:1::/a\n").unwrap();
         let entry = db.passdb_lookup(&vars).unwrap().unwrap();
         assert_eq!(verify_password(&entry, b"new"), PassdbResult::Ok);
-        assert_eq!(db.iterate().unwrap(), ["ann", "tim"]);
+        assert_eq!(db.iterate().unwrap(), ["tim", "ann"]);
     }
 
     #[test]

@@ -369,13 +369,13 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Base64 decoding that, like Dovecot's, accepts missing padding.
-pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::STANDARD_NO_PAD;
     BASE64.decode(text).ok().or_else(|| STANDARD_NO_PAD.decode(text.trim_end_matches('=')).ok())
 }
 
 /// Standard base64 with padding.
-pub(crate) fn base64_encode(raw: &[u8]) -> String {
+pub fn base64_encode(raw: &[u8]) -> String {
     BASE64.encode(raw)
 }
 
