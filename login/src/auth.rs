@@ -160,7 +160,7 @@ impl AuthConnection {
     }
 
     fn handle_line(&mut self, line: &[u8], out: &mut Vec<Reply>) {
-        let fields: Vec<String> = line.split(|b| *b == b'\t').map(|f| unescape(f)).collect();
+        let fields: Vec<String> = line.split(|b| *b == b'\t').map(unescape).collect();
         let word = fields.first().map(String::as_str).unwrap_or("");
         let id = || fields.get(1).and_then(|i| i.parse::<u32>().ok());
         match word {

@@ -361,7 +361,8 @@ impl LoginService {
                 let p = match session.phase {
                     Phase::TlsHandshake => {
                         session.phase = Phase::PreAuth;
-                        let greeting = session.machine.greeting();
+                        let mut greeting = session.machine.tls_started();
+                        greeting.extend(session.machine.greeting());
                         self.execute(client, session, greeting)
                     }
                     _ => {
@@ -476,6 +477,9 @@ impl LoginService {
                     }
                 }
                 Action::Close { reason } => {
+                    if let Some(tls) = session.tls.as_mut() {
+                        tls.send_close_notify();
+                    }
                     self.log_disconnect(session, &reason);
                     progress = Progress::Close;
                 }

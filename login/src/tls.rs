@@ -185,7 +185,7 @@ fn provider_for(
         let name = suite_name(s);
         let is13 = name.starts_with("TLS13_");
         let wanted = if is13 { &tls13_wanted } else { &tls12_wanted };
-        wanted.as_ref().is_none_or(|w| w.iter().any(|n| *n == name))
+        wanted.as_ref().is_none_or(|w| w.contains(&name))
     });
     if provider.cipher_suites.is_empty() {
         return Err(TlsError::NoCiphers);

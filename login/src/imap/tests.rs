@@ -147,7 +147,7 @@ fn greeting_and_capability_settings() {
 fn never_panics_on_random_input() {
     let mut seed = 0x1234_5678_u64;
     for _ in 0..2000 {
-        let mut m = machine(seed % 2 == 0);
+        let mut m = machine(seed.is_multiple_of(2));
         let mut data = Vec::new();
         for _ in 0..(seed % 300) {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
