@@ -72,3 +72,9 @@ fn sdbox_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     run(&format!("sdbox:{}/sdbox", dir.path().display()));
 }
+
+#[test]
+fn mbox_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    run(&format!("mbox:{0}/mail:INBOX={0}/spool", dir.path().display()));
+}

@@ -1,4 +1,5 @@
-//! Model-based property test, one per format: random save / copy / move /
+//! Model-based property test, one per format (Maildir, Maildir fs layout,
+//! sdbox, mbox): random save / copy / move /
 //! flag / expunge / rename / subscribe sequences from two concurrent
 //! sessions (two `User`s with their own open mailboxes on the same files),
 //! checked against an in-memory model after every step and after reopening.
@@ -283,6 +284,11 @@ proptest! {
     #[test]
     fn maildir_fs_layout_matches_model(ops in proptest::collection::vec(op(), 1..20)) {
         run("maildir:~/Maildir:LAYOUT=fs:INDEX=~/index", ops);
+    }
+
+    #[test]
+    fn mbox_matches_model(ops in proptest::collection::vec(op(), 1..30)) {
+        run("mbox:~/mail:INBOX=~/spool/user", ops);
     }
 
     #[test]

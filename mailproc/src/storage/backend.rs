@@ -20,6 +20,9 @@ pub struct Staged {
     pub received: i64,
     pub flags: Flags,
     pub keywords: Keywords,
+    /// The message itself, for formats that write it only when publishing
+    /// (mbox appends under the mailbox lock).
+    pub inline: Option<Vec<u8>>,
 }
 
 /// One message found on disk.
@@ -47,7 +50,7 @@ pub struct Scan {
 }
 
 /// A lock that a format needs besides our own (Dovecot's uidlist dotlock).
-pub type FormatLock = Option<super::fsutil::DotLock>;
+pub type FormatLock = Option<Box<dyn std::fmt::Debug>>;
 
 pub trait Backend: std::fmt::Debug {
     /// Whether the mailbox's mail directory exists.
@@ -83,6 +86,11 @@ pub trait Backend: std::fmt::Debug {
     fn needs_scan(&self, stamp: &str) -> bool;
     /// Lists every message on disk.
     fn scan(&self) -> Result<Scan>;
+    /// Whether a UID found in the files identifies the message by itself
+    /// (mbox `X-UID`), so scans match by UID alone and keep file order.
+    fn uid_is_identity(&self) -> bool {
+        false
+    }
     /// Persists format-side metadata after a transaction (Maildir's
     /// dovecot-uidlist). `appended` are new UIDs in ascending order.
     fn commit(&self, state: &MailboxState, appended: &[u32], rewrite: bool) -> Result<()>;

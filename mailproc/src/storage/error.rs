@@ -29,6 +29,9 @@ pub enum StorageError {
     LockTimeout(PathBuf),
     #[error("{0}")]
     NotPossible(String),
+    /// The S13 pitfall: a spool or directory with the wrong owner or mode.
+    #[error("{path}: {reason}; fix: {fix}")]
+    Permission { path: PathBuf, reason: String, fix: String },
 }
 
 impl StorageError {

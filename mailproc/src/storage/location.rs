@@ -79,7 +79,8 @@ impl MailLocation {
             control: None,
             layout: if format == Format::Maildir { Layout::MaildirPlusPlus } else { Layout::Fs },
             utf8: false,
-            subscriptions: "subscriptions".into(),
+            // Dovecot's mbox keeps it hidden among the mailbox files.
+            subscriptions: if format == Format::Mbox { ".subscriptions" } else { "subscriptions" }.into(),
             dirname: "dbox-Mails".into(),
             index_in_memory: false,
         };

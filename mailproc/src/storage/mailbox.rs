@@ -331,7 +331,9 @@ impl Mailbox {
         for (uid, m) in by_uid {
             state.apply(&Record::Append(scanned_record(m, uid, 1)));
         }
-        later.sort_by_key(|m| m.received);
+        if !self.backend.uid_is_identity() {
+            later.sort_by_key(|m| m.received);
+        }
         for m in later {
             let uid = state.uid_next;
             state.apply(&Record::Append(scanned_record(m, uid, 1)));
@@ -405,8 +407,10 @@ fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
     let tombstoned: std::collections::HashSet<u32> = txn.state.tombstones.iter().map(|t| t.uid).collect();
     let mut seen = std::collections::HashSet::new();
     let mut new_files = Vec::new();
+    let identity = txn.backend.uid_is_identity();
     for m in scan.messages {
         let known = match m.uid {
+            _ if identity => m.uid.filter(|uid| txn.state.messages.contains_key(uid)),
             Some(uid) if txn.state.messages.get(&uid).is_some_and(|r| r.guid == m.guid) => Some(uid),
             _ => by_guid.get(&m.guid).copied().filter(|uid| !seen.contains(uid)),
         };
@@ -434,7 +438,9 @@ fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
         txn.push(Record::Expunge(Tombstone { uid: r.uid, guid: r.guid, modseq }));
         txn.rewrite = true;
     }
-    new_files.sort_by_key(|m| (m.uid.unwrap_or(u32::MAX), m.received));
+    if !identity {
+        new_files.sort_by_key(|m| (m.uid.unwrap_or(u32::MAX), m.received));
+    }
     for m in new_files {
         let uid = match m.uid {
             Some(uid) if tombstoned.contains(&uid) => {

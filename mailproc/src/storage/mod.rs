@@ -1,6 +1,6 @@
 //! The storage model of shared/DESIGN.md §4.4: users → namespaces →
 //! mailboxes → messages, with GUIDs, UIDs, modseqs and an append-only
-//! change log with tombstones; Maildir and sdbox on disk.
+//! change log with tombstones; Maildir, sdbox and mbox on disk.
 //!
 //! Entry points: [`User`] (from the configuration or a `mail_location`),
 //! [`Mailbox`] (an open mailbox of one session).
@@ -13,6 +13,7 @@ pub mod index;
 pub mod location;
 pub mod mailbox;
 pub mod maildir;
+pub mod mbox;
 pub mod mutf7;
 pub mod namespace;
 pub mod pattern;
@@ -26,6 +27,7 @@ use std::sync::Mutex;
 pub use error::{Result, StorageError};
 pub use location::{Format, Layout, MailLocation};
 pub use mailbox::Mailbox;
+pub use mbox::lock::{LockMethod, MboxSettings};
 pub use namespace::{AutoMailbox, MailboxSettings, Namespace};
 pub use types::*;
 pub use user::{ListEntry, ListOptions, User};

@@ -180,6 +180,9 @@ impl Namespace {
         let loc = &self.location;
         let is_inbox = self.inbox && levels.len() == 1 && levels[0] == "INBOX";
         let encoded: Vec<String> = levels.iter().map(|l| self.encode_level(l)).collect();
+        if loc.format == Format::Mbox {
+            return self.mbox_paths(&encoded, is_inbox);
+        }
         let relative: PathBuf = match (loc.format, loc.layout) {
             (Format::Sdbox, _) | (Format::Mbox, _) => {
                 let mut p = PathBuf::from("mailboxes");
@@ -213,6 +216,28 @@ impl Namespace {
             },
         };
         MailboxPaths { index: in_root(&loc.index), control: in_root(&loc.control), dir }
+    }
+
+    /// mbox: the mailbox is a file; its index is `.imap/<name>` next to
+    /// it (INBOX: `<root>/.imap/INBOX`), as Dovecot lays it out.
+    fn mbox_paths(&self, encoded: &[String], is_inbox: bool) -> MailboxPaths {
+        let loc = &self.location;
+        let relative: PathBuf = encoded.iter().collect();
+        let dir = match (&loc.inbox, is_inbox) {
+            (Some(inbox), true) => inbox.clone(),
+            (None, true) => loc.root.join("inbox"),
+            _ => loc.root.join(&relative),
+        };
+        let index = match (&loc.index, is_inbox) {
+            (Some(root), _) => root.join(&relative),
+            (None, true) => loc.root.join(".imap").join("INBOX"),
+            (None, false) => {
+                let file = loc.root.join(&relative);
+                let parent = file.parent().map(PathBuf::from).unwrap_or_else(|| loc.root.clone());
+                parent.join(".imap").join(file.file_name().unwrap_or_default())
+            }
+        };
+        MailboxPaths { dir, control: index.clone(), index }
     }
 
     /// Settings of a mailbox by levels.
@@ -260,5 +285,16 @@ mod tests {
         assert_eq!(p.dir, PathBuf::from("/var/mail/u/mailboxes/INBOX"));
         assert_eq!(p.index, PathBuf::from("/var/mail/u/mailboxes/INBOX/dbox-Mails"));
         assert!(n.levels("a//b").is_err());
+    }
+
+    #[test]
+    fn mbox_paths() {
+        let n = ns("mbox:~/mail:INBOX=/var/mail/jane");
+        let p = n.paths(&n.levels("INBOX").unwrap());
+        assert_eq!((p.dir, p.index), (PathBuf::from("/var/mail/jane"), PathBuf::from("/h/mail/.imap/INBOX")));
+        let p = n.paths(&n.levels("Sub/Child").unwrap());
+        assert_eq!(p.dir, PathBuf::from("/h/mail/Sub/Child"));
+        assert_eq!(p.index, PathBuf::from("/h/mail/Sub/.imap/Child"));
+        assert_eq!(n.subscriptions_path(), PathBuf::from("/h/mail/.subscriptions"));
     }
 }

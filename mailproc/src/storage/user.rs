@@ -17,6 +17,8 @@ use super::index::IndexStore;
 use super::location::{Format, Layout, MailLocation};
 use super::mailbox::Mailbox;
 use super::maildir::MaildirBackend;
+use super::mbox::lock::{parse_methods, MboxSettings};
+use super::mbox::MboxBackend;
 use super::namespace::{AutoMailbox, Namespace};
 use super::pattern;
 use super::sdbox::SdboxBackend;
@@ -46,6 +48,8 @@ pub struct User {
     pub namespaces: Vec<Namespace>,
     /// `mail_fsync != never`.
     pub fsync: bool,
+    /// `mbox_*` locking settings and `mail_privileged_group`.
+    pub mbox: MboxSettings,
 }
 
 impl User {
@@ -74,6 +78,7 @@ impl User {
             name: vars.user.clone().unwrap_or_default(),
             namespaces,
             fsync: config.text("mail_fsync") != "never",
+            mbox: mbox_settings(config)?,
         };
         user.autocreate()?;
         Ok(user)
@@ -81,7 +86,12 @@ impl User {
 
     /// A user with one inbox namespace on `location`.
     pub fn with_location(name: &str, location: MailLocation) -> User {
-        User { name: name.to_string(), namespaces: vec![Namespace::default_inbox(location)], fsync: true }
+        User {
+            name: name.to_string(),
+            namespaces: vec![Namespace::default_inbox(location)],
+            fsync: true,
+            mbox: MboxSettings::default(),
+        }
     }
 
     /// The namespace of a client-visible name and the name's levels.
@@ -112,7 +122,13 @@ impl User {
                 is_subfolder: !is_inbox,
                 fsync: self.fsync,
             }),
-            Format::Sdbox | Format::Mbox => Box::new(SdboxBackend {
+            Format::Mbox => Box::new(MboxBackend::new(
+                paths.dir.clone(),
+                paths.index.clone(),
+                self.fsync,
+                self.mbox.clone(),
+            )),
+            Format::Sdbox => Box::new(SdboxBackend {
                 mailbox_dir: paths.dir.clone(),
                 dir: paths.dir.join(&ns.location.dirname),
                 fsync: self.fsync,
@@ -121,17 +137,9 @@ impl User {
         (backend, IndexStore::new(&paths.index))
     }
 
-    fn check_format(ns: &Namespace) -> Result<()> {
-        if ns.location.format == Format::Mbox {
-            return Err(StorageError::NotPossible("mbox storage is not implemented yet".into()));
-        }
-        Ok(())
-    }
-
     /// Opens a mailbox; INBOX is created on first use.
     pub fn open(&self, name: &str) -> Result<Mailbox> {
         let (ns, levels) = self.resolve(name)?;
-        Self::check_format(ns)?;
         let (backend, store) = self.parts(ns, &levels);
         if ns.inbox && levels == ["INBOX"] && !backend.exists() {
             match Mailbox::create("INBOX", backend, store) {
@@ -152,7 +160,6 @@ impl User {
     /// Creates a mailbox (parents in fs layouts are plain directories).
     pub fn create(&self, name: &str) -> Result<()> {
         let (ns, levels) = self.resolve(name)?;
-        Self::check_format(ns)?;
         let (backend, store) = self.parts(ns, &levels);
         Mailbox::create(name, backend, store)
     }
@@ -181,7 +188,6 @@ impl User {
     pub fn rename(&self, old: &str, new: &str) -> Result<()> {
         let (ns, old_levels) = self.resolve(old)?;
         let (new_ns, new_levels) = self.resolve(new)?;
-        Self::check_format(ns)?;
         if !std::ptr::eq(ns, new_ns) {
             return Err(StorageError::NotPossible("Can't rename mailboxes across namespaces".into()));
         }
@@ -368,7 +374,11 @@ impl User {
             (Format::Maildir, Layout::Fs) => {
                 walk(root, &mut Vec::new(), &mut out, ns, &|dir| dir.join("cur").is_dir())?
             }
-            (Format::Sdbox, _) | (Format::Mbox, _) => {
+            (Format::Mbox, _) => {
+                let inbox = ns.inbox.then(|| ns.paths(&["INBOX".to_string()]).dir);
+                walk_mbox(root, &mut Vec::new(), &mut out, ns, inbox.as_deref())?;
+            }
+            (Format::Sdbox, _) => {
                 let dirname = ns.location.dirname.clone();
                 let mut found = Vec::new();
                 walk(&root.join("mailboxes"), &mut Vec::new(), &mut found, ns, &|dir| {
@@ -385,9 +395,6 @@ impl User {
     /// Creates and subscribes `auto` mailboxes (first access).
     pub fn autocreate(&self) -> Result<()> {
         for ns in &self.namespaces {
-            if ns.location.format == Format::Mbox {
-                continue;
-            }
             for settings in &ns.mailboxes {
                 if settings.auto == AutoMailbox::No {
                     continue;
@@ -473,6 +480,54 @@ fn walk(
         prefix.pop();
     }
     Ok(())
+}
+
+/// mbox: every regular file under the root is a mailbox, directories are
+/// hierarchy; hidden entries (`.imap`, `.subscriptions`) and dotlocks are not.
+fn walk_mbox(
+    dir: &Path,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<Vec<String>>,
+    ns: &Namespace,
+    inbox: Option<&Path>,
+) -> Result<()> {
+    for name in read_dir_names(dir)? {
+        if name.starts_with('.') || name.ends_with(".lock") || name.contains(".tmp.") {
+            continue;
+        }
+        let path = dir.join(&name);
+        let Ok(meta) = fs::metadata(&path) else { continue };
+        if inbox == Some(path.as_path()) {
+            continue;
+        }
+        prefix.push(ns.decode_level(&name));
+        if meta.is_dir() {
+            walk_mbox(&path, prefix, out, ns, inbox)?;
+        } else if meta.is_file() {
+            out.push(prefix.clone());
+        }
+        prefix.pop();
+    }
+    Ok(())
+}
+
+/// mbox settings from the configuration.
+fn mbox_settings(config: &Config) -> Result<MboxSettings> {
+    let bad = |e: String| StorageError::Location { location: "mbox_*_locks".into(), reason: e };
+    let defaults = MboxSettings::default();
+    let seconds =
+        |name: &str, default: std::time::Duration| match config.root.value(name).and_then(|v| v.as_u64()) {
+            Some(n) => std::time::Duration::from_secs(n),
+            None => default,
+        };
+    let group = config.text("mail_privileged_group");
+    Ok(MboxSettings {
+        read_locks: parse_methods(&config.text("mbox_read_locks")).map_err(bad)?,
+        write_locks: parse_methods(&config.text("mbox_write_locks")).map_err(bad)?,
+        lock_timeout: seconds("mbox_lock_timeout", defaults.lock_timeout),
+        dotlock_change_timeout: seconds("mbox_dotlock_change_timeout", defaults.dotlock_change_timeout),
+        privileged_group: (!group.is_empty()).then_some(group),
+    })
 }
 
 /// Removes a mailbox directory unless child mailboxes live inside it.

@@ -139,7 +139,9 @@ impl Backend for MaildirBackend {
 
     fn lock(&self) -> Result<FormatLock> {
         fsutil::mkdir_all(&self.control)?;
-        DotLock::acquire(&self.uidlist_path(), Duration::from_secs(120), Duration::from_secs(120)).map(Some)
+        let lock =
+            DotLock::acquire(&self.uidlist_path(), Duration::from_secs(120), Duration::from_secs(120))?;
+        Ok(Some(Box::new(lock)))
     }
 
     fn stage(
@@ -183,6 +185,7 @@ impl Backend for MaildirBackend {
             received,
             flags,
             keywords: keywords.clone(),
+            inline: None,
         })
     }
 

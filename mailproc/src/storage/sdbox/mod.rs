@@ -134,6 +134,7 @@ impl Backend for SdboxBackend {
             received,
             flags,
             keywords: keywords.clone(),
+            inline: None,
         })
     }
 
