@@ -94,8 +94,7 @@ pub fn parse(file: &File) -> Result<Parsed, ReadError> {
         })?;
         let header_start = from_start + from_line.len() as u64;
         let mut header = Vec::new();
-        loop {
-            let Some(line) = reader.next().map_err(ReadError::Io)? else { break };
+        while let Some(line) = reader.next().map_err(ReadError::Io)? {
             header.extend_from_slice(line);
             if line == b"\n" || line == b"\r\n" {
                 break;
