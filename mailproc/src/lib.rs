@@ -2,4 +2,5 @@
 //! sdbox, Maildir and mbox, with self-healing indexes and the change log that
 //! CONDSTORE/QRESYNC and replication read.
 
+pub mod postlogin;
 pub mod storage;
