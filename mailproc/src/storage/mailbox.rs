@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use super::backend::{Backend, ScannedMessage, Staged};
 use super::error::{Result, StorageError};
 use super::fsutil;
+use super::index::fields::FieldCache;
 use super::index::{IndexStore, LoadOutcome, MailboxState, Record};
+use super::mime::{self, CachedFields};
 use super::types::{
     Changes, FlagUpdate, MailboxStatus, MessageRecord, NewMessage, SavedMessage, StoreResult, Tombstone,
 };
@@ -27,6 +29,9 @@ pub struct Mailbox {
     backend: Box<dyn Backend>,
     store: IndexStore,
     state: MailboxState,
+    fields: FieldCache,
+    /// Messages this handle had to parse (the rest came from the cache).
+    parses: u64,
 }
 
 /// The work of one transaction, applied to the state as it goes.
@@ -59,7 +64,15 @@ impl Mailbox {
         if !backend.exists() {
             return Err(StorageError::NotFound(name.to_string()));
         }
-        let mut mailbox = Mailbox { name: name.to_string(), backend, store, state: MailboxState::default() };
+        let fields = FieldCache::new(store.dir());
+        let mut mailbox = Mailbox {
+            name: name.to_string(),
+            backend,
+            store,
+            state: MailboxState::default(),
+            fields,
+            parses: 0,
+        };
         mailbox.reload()?;
         mailbox.sync()?;
         Ok(mailbox)
@@ -246,6 +259,34 @@ impl Mailbox {
     pub fn read_body(&mut self, uid: u32) -> Result<Vec<u8>> {
         let data = self.read_message(uid)?;
         Ok(data[header_len(&data)..].to_vec())
+    }
+
+    /// Envelope, body structure, dates and sizes of a message: from the
+    /// field cache, or parsed once and cached.
+    pub fn fields(&mut self, uid: u32) -> Result<std::sync::Arc<CachedFields>> {
+        let uid_validity = self.state.uid_validity;
+        if let Some(f) = self.fields.get(uid_validity, uid) {
+            return Ok(f);
+        }
+        let record = self.record(uid)?;
+        let data = self.read_message(uid)?;
+        self.parses += 1;
+        let fields = mime::analyze(&data, record.received, record.saved);
+        Ok(self.fields.put(uid_validity, uid, fields))
+    }
+
+    /// An IMAP section of a message (`HEADER`, `TEXT`, `1.2`, `2.MIME`,
+    /// `3.HEADER`, ...); `None` if the message has no such part.
+    pub fn read_section(&mut self, uid: u32, section: &str) -> Result<Option<Vec<u8>>> {
+        let fields = self.fields(uid)?;
+        let data = self.read_message(uid)?;
+        let range = mime::section(&fields.structure, data.len() as u32, section);
+        Ok(range.map(|r| mime::slice(&data, r).to_vec()))
+    }
+
+    /// How many messages this handle parsed (not served from the cache).
+    pub fn parse_count(&self) -> u64 {
+        self.parses
     }
 
     fn record(&self, uid: u32) -> Result<MessageRecord> {

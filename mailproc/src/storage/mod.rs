@@ -14,6 +14,7 @@ pub mod location;
 pub mod mailbox;
 pub mod maildir;
 pub mod mbox;
+pub mod mime;
 pub mod mutf7;
 pub mod namespace;
 pub mod pattern;
