@@ -1,0 +1,113 @@
+//! The dovecote side of `bench/storage`: one storage operation, timed,
+//! printing `<seconds>` on stdout.
+//!
+//! ```text
+//! storage-bench save  MAIL_LOCATION COUNT SIZE   # one fsynced save per message
+//! storage-bench save-batch MAIL_LOCATION COUNT SIZE # one fsynced transaction
+//! storage-bench fill  MAIL_LOCATION COUNT SIZE   # bulk load (batches, no fsync)
+//! storage-bench open  MAIL_LOCATION              # open INBOX + sync + STATUS
+//! storage-bench flags MAIL_LOCATION              # add \Flagged to every message
+//! ```
+
+use std::time::Instant;
+
+use dovecote_config::var_expand::MailVars;
+use dovecote_mailproc::storage::{FlagOp, FlagUpdate, Flags, MailLocation, NewMessage, User};
+
+fn message(n: usize, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: bench{n}@example.org\nTo: user@example.org\nSubject: message {n}\n\
+Date: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <{n}.bench@example.org>\n\n"
+    )
+    .into_bytes();
+    let line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n";
+    while m.len() < size {
+        m.extend_from_slice(line);
+    }
+    m
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = || -> ! {
+        eprintln!("usage: storage-bench save|save-batch|fill|open|flags MAIL_LOCATION [COUNT SIZE]");
+        std::process::exit(64)
+    };
+    let (Some(op), Some(location)) = (args.get(1), args.get(2)) else { usage() };
+    let count: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let size: usize = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(10_240);
+    let location = match MailLocation::parse(location, &MailVars::default(), None) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }
+    };
+    let mut user = User::with_location("bench", location);
+    let result = (|| -> Result<f64, dovecote_mailproc::storage::StorageError> {
+        match op.as_str() {
+            "save" => {
+                let mut inbox = user.open("INBOX")?;
+                let messages: Vec<NewMessage> = (0..count)
+                    .map(|n| NewMessage { data: message(n, size), ..NewMessage::default() })
+                    .collect();
+                let start = Instant::now();
+                for m in &messages {
+                    inbox.save(m)?;
+                }
+                Ok(start.elapsed().as_secs_f64())
+            }
+            "save-batch" => {
+                let mut inbox = user.open("INBOX")?;
+                let messages: Vec<NewMessage> = (0..count)
+                    .map(|n| NewMessage { data: message(n, size), ..NewMessage::default() })
+                    .collect();
+                let start = Instant::now();
+                inbox.save_many(&messages)?;
+                Ok(start.elapsed().as_secs_f64())
+            }
+            "fill" => {
+                user.fsync = false;
+                let mut inbox = user.open("INBOX")?;
+                let start = Instant::now();
+                for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+                    let batch: Vec<NewMessage> = chunk
+                        .iter()
+                        .map(|&n| NewMessage { data: message(n, size), ..NewMessage::default() })
+                        .collect();
+                    inbox.save_many(&batch)?;
+                }
+                Ok(start.elapsed().as_secs_f64())
+            }
+            "open" => {
+                let start = Instant::now();
+                let inbox = user.open("INBOX")?;
+                let status = inbox.status();
+                let elapsed = start.elapsed().as_secs_f64();
+                eprintln!("messages={} uidnext={}", status.messages, status.uid_next);
+                Ok(elapsed)
+            }
+            "flags" => {
+                let start = Instant::now();
+                let mut inbox = user.open("INBOX")?;
+                let uids: Vec<u32> = inbox.messages().map(|m| m.uid).collect();
+                let update = FlagUpdate {
+                    op: FlagOp::Add,
+                    flags: Flags::FLAGGED,
+                    keywords: Default::default(),
+                    unchanged_since: None,
+                };
+                inbox.store_flags(&uids, &update)?;
+                Ok(start.elapsed().as_secs_f64())
+            }
+            _ => usage(),
+        }
+    })();
+    match result {
+        Ok(seconds) => println!("{seconds:.6}"),
+        Err(e) => {
+            eprintln!("{op}: {e}");
+            std::process::exit(1)
+        }
+    }
+}
