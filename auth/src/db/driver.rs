@@ -82,6 +82,8 @@ impl PassdbDriver {
             "passwd" => PassdbDriver::Passwd(PasswdDb),
             "shadow" => PassdbDriver::Shadow(ShadowDb),
             "pam" => PassdbDriver::Pam(PamDb::new(PamArgs::parse(args)?)),
+            "sql" => PassdbDriver::Sql(Box::new(SqlDb::new(args)?)),
+            "ldap" => PassdbDriver::Ldap(Box::new(LdapDb::new(args)?)),
             other => {
                 return Err(DbError::Args {
                     driver: "passdb",
