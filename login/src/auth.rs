@@ -241,9 +241,10 @@ impl AuthClient for AuthConnection {
         initial_response: Option<&str>,
         info: &RequestInfo,
     ) -> io::Result<()> {
-        if !self.handshake_done {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "auth handshake not done"));
-        }
+        // The request may go out before auth's handshake has arrived: auth
+        // reads our VERSION/CPID first and answers lines in order, and its
+        // SPID/COOKIE precede any OK, so a client that logs in right after
+        // the greeting is served instead of refused.
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut f = vec![

@@ -111,7 +111,7 @@ fn imaplib_login_runs_as_vmail_and_the_login_process_is_gone() {
     let mut s = start("postlogin-imap", "");
     let script = format!(
         "import imaplib, sys\n\
-         import time; c = imaplib.IMAP4('127.0.0.1', {port}); time.sleep(0.3)\n\
+         c = imaplib.IMAP4('127.0.0.1', {port})\n\
          typ, data = c.login('alice', 'Secr3t'); print(typ, data[0].decode())\n\
          print(c.noop()[0]); sys.stdout.flush()\n\
          sys.stdin.readline()\n\
@@ -165,8 +165,6 @@ fn pipelined_commands_after_login_are_answered() {
     let s = start("postlogin-pipe", "");
     let mut c = connect(s.imap);
     let greeting = read_until(&mut c, "\r\n");
-    #[allow(clippy::disallowed_methods)] // a test thread; see login handshake note
-    std::thread::sleep(Duration::from_millis(300));
     assert!(greeting.starts_with("* OK"), "{greeting}");
     c.write_all(b"a LOGIN alice Secr3t\r\nb NOOP\r\nc FOO\r\nd CAPABILITY\r\n").unwrap();
     let text = read_until(&mut c, "d OK");
@@ -193,7 +191,7 @@ fn poplib_login_stat_quit() {
     Command::new("chown").args(["-R", "vmail:vmail"]).arg(s.dovecot.dir.join("home")).status().unwrap();
     let script = format!(
         "import poplib\n\
-         import time; p = poplib.POP3('127.0.0.1', {port}); time.sleep(0.3)\n\
+         p = poplib.POP3('127.0.0.1', {port})\n\
          p.user('alice'); print(p.pass_('Secr3t').decode())\n\
          print(p.stat())\n\
          print(p.quit().decode())\n",
@@ -249,8 +247,6 @@ fn uid_below_first_valid_uid_is_refused() {
     let s = start("postlogin-uid", &format!("first_valid_uid = {}\n", vmail + 1));
     let mut c = connect(s.imap);
     read_until(&mut c, "\r\n");
-    #[allow(clippy::disallowed_methods)] // a test thread; see login handshake note
-    std::thread::sleep(Duration::from_millis(300));
     c.write_all(b"a LOGIN alice Secr3t\r\n").unwrap();
     let text = read_until(&mut c, "\r\n");
     assert!(!text.contains("Logged in"), "{text}");
