@@ -88,7 +88,9 @@ fn flatten(items: &[Item], prefix: &str, out: &mut Vec<(String, String)>) {
     }
 }
 
-fn filter_headers(filter: &Filter) -> Vec<String> {
+/// The opening lines of a filter block, outermost first (`local 10.0.0.0/8`,
+/// `protocol imap`).
+pub(crate) fn filter_headers(filter: &Filter) -> Vec<String> {
     let mut headers = Vec::new();
     if let Some(net) = &filter.local {
         headers.push(format!("local {}", net.display()));

@@ -5,8 +5,9 @@
 //! the other side. Children parse it with the same parser; they never open
 //! dovecot.conf themselves.
 
-use crate::model::{Config, Filter, Section};
+use crate::model::{Config, Section};
 use crate::parser::{parse_str, LoadOptions};
+use crate::print::filter_headers;
 use crate::syntax::escape;
 use crate::ConfigError;
 
@@ -75,23 +76,6 @@ fn write_section(out: &mut String, section: &Section, withheld: &[&str], depth: 
         indent(out, depth);
         out.push_str("}\n");
     }
-}
-
-fn filter_headers(filter: &Filter) -> Vec<String> {
-    let mut headers = Vec::new();
-    if let Some(net) = &filter.local {
-        headers.push(format!("local {}", net.display()));
-    }
-    if let Some(name) = &filter.local_name {
-        headers.push(format!("local_name {name}"));
-    }
-    if let Some(net) = &filter.remote {
-        headers.push(format!("remote {}", net.display()));
-    }
-    if let Some(protocol) = &filter.protocol {
-        headers.push(format!("protocol {protocol}"));
-    }
-    headers
 }
 
 #[cfg(test)]
