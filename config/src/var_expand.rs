@@ -1017,8 +1017,9 @@ fn if_compare(lhs: &str, op: &str, rhs: &str) -> Result<bool, String> {
     }
 }
 
-/// Glob match: `*` is any run of characters, `?` exactly one.
-fn wildcard_match(data: &str, mask: &str) -> bool {
+/// Glob match: `*` is any run of characters, `?` exactly one (Dovecot's
+/// `wildcard_match`, also used for usernames by auth and doveadm masks).
+pub fn wildcard_match(data: &str, mask: &str) -> bool {
     let d: Vec<char> = data.chars().collect();
     let m: Vec<char> = mask.chars().collect();
     let (mut di, mut mi) = (0usize, 0usize);

@@ -19,6 +19,7 @@
 //! userdb rules: `skip` (never/found/notfound) and the same result rules.
 
 use crate::mech::PassdbResult;
+use dovecote_config::var_expand::wildcard_match;
 
 /// One `result_*` action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,37 +320,15 @@ pub fn username_accepted(filter: &[String], user: &str) -> bool {
     let mut matched = false;
     for pattern in filter {
         if let Some(neg) = pattern.strip_prefix('!') {
-            if wildcard_match(neg, user) {
+            if wildcard_match(user, neg) {
                 return false;
             }
         } else {
             have_positive = true;
-            matched |= wildcard_match(pattern, user);
+            matched |= wildcard_match(user, pattern);
         }
     }
     !have_positive || matched
-}
-
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Outcome of a userdb lookup.

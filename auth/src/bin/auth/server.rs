@@ -1494,28 +1494,9 @@ fn redact_line(line: &str) -> String {
         .join("\t")
 }
 
-/// `wildcard_match_icase`.
+/// Dovecot's `wildcard_match_icase`: the glob match without regard to case.
 fn wildcard_match_icase(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let t: Vec<char> = text.to_lowercase().chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    dovecote_config::var_expand::wildcard_match(&text.to_lowercase(), &pattern.to_lowercase())
 }
 
 /// For every auth unix listener named `*-userdb` with mode exactly 0666:

@@ -798,8 +798,9 @@ impl Supervisor {
             let warn =
                 state.last_drop_warning.is_none_or(|(t, _)| now.duration_since(t) >= DROP_WARNING_INTERVAL);
             if warn && self.listener_pending(name) {
-                let state = self.services.get_mut(name).expect("checked above");
-                state.last_drop_warning = Some((now, unix_now()));
+                if let Some(state) = self.services.get_mut(name) {
+                    state.last_drop_warning = Some((now, unix_now()));
+                }
                 let what = if limits.process_limit > 1 {
                     format!("process_limit ({})", limits.process_limit)
                 } else if limits.service_count == 1 {
