@@ -17,11 +17,12 @@ fn value_for(kind: Kind) -> BoxedStrategy<String> {
         Kind::Size => (0u64..5000, prop::sample::select(vec!["", "k", " M", "G", "B"]))
             .prop_map(|(n, u)| format!("{n}{u}"))
             .boxed(),
-        Kind::Time | Kind::TimeMsecs => {
-            (0u64..5000, prop::sample::select(vec!["s", " mins", "h", "d", " weeks", "ms"]))
-                .prop_map(|(n, u)| format!("{n}{u}"))
-                .boxed()
-        }
+        Kind::Time => (0u64..5000, prop::sample::select(vec!["s", " mins", "h", "d", " weeks"]))
+            .prop_map(|(n, u)| format!("{n}{u}"))
+            .boxed(),
+        Kind::TimeMsecs => (0u64..5000, prop::sample::select(vec!["s", " mins", "h", "ms"]))
+            .prop_map(|(n, u)| format!("{n}{u}"))
+            .boxed(),
         Kind::Enum(values) => prop::sample::select(values.to_vec()).prop_map(str::to_owned).boxed(),
         Kind::Str | Kind::StrVars => text().boxed(),
     }
@@ -203,4 +204,26 @@ proptest! {
         let after = everything(&printed).map_err(|e| TestCaseError::fail(format!("{e}\n--- printed:\n{printed}")))?;
         prop_assert_eq!(before, after, "printed:\n{}", printed);
     }
+}
+
+/// The property above skips configurations the checks reject; make sure the
+/// generator mostly produces accepted ones, so the property cannot pass by
+/// testing nothing.
+#[test]
+fn generated_configurations_are_mostly_accepted() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = config_text();
+    let total = 200;
+    let mut accepted = 0;
+    let mut last_error = String::new();
+    for _ in 0..total {
+        let text = strategy.new_tree(&mut runner).expect("generate").current();
+        match parse_str("roundtrip.conf", &text, LoadOptions::default()) {
+            Ok(_) => accepted += 1,
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    assert!(accepted * 10 >= total * 9, "only {accepted}/{total} accepted; e.g. {last_error}");
 }
