@@ -2,5 +2,6 @@
 //! sdbox, Maildir and mbox, with self-healing indexes and the change log that
 //! CONDSTORE/QRESYNC and replication read.
 
+pub mod imap;
 pub mod postlogin;
 pub mod storage;
