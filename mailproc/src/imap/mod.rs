@@ -4,3 +4,4 @@
 //! SEARCH/SORT/THREAD evaluation live in sibling modules.
 
 pub mod args;
+pub mod message;
