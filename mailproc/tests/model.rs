@@ -3,12 +3,15 @@
 //! flag / expunge / rename / subscribe sequences from two concurrent
 //! sessions (two `User`s with their own open mailboxes on the same files),
 //! checked against an in-memory model after every step and after reopening.
+//! Renames and (un)subscriptions must appear in the mailbox-list log with a
+//! growing modseq; an index rebuild (index files deleted) must keep UIDs,
+//! flags and bodies, and never lower HIGHESTMODSEQ.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dovecote_config::var_expand::MailVars;
 use dovecote_mailproc::storage::{
-    FlagOp, FlagUpdate, Flags, Keywords, ListOptions, MailLocation, Mailbox, NewMessage, User,
+    FlagOp, FlagUpdate, Flags, Keywords, ListChangeKind, ListOptions, MailLocation, Mailbox, NewMessage, User,
 };
 use proptest::prelude::*;
 
@@ -17,14 +20,51 @@ const KEYWORDS: [&str; 3] = ["$Forwarded", "foo", "Work item"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Save { s: usize, mb: usize, flags: u8, kw: u8 },
-    Copy { s: usize, from: usize, to: usize, pick: usize },
-    Move { s: usize, from: usize, to: usize, pick: usize },
-    Flag { s: usize, mb: usize, pick: usize, op: u8, flags: u8, kw: u8, since: bool },
-    Expunge { s: usize, mb: usize, pick: usize },
-    Rename { s: usize, from: usize, to: usize },
-    Subscribe { s: usize, mb: usize, on: bool },
+    Save {
+        s: usize,
+        mb: usize,
+        flags: u8,
+        kw: u8,
+    },
+    Copy {
+        s: usize,
+        from: usize,
+        to: usize,
+        pick: usize,
+    },
+    Move {
+        s: usize,
+        from: usize,
+        to: usize,
+        pick: usize,
+    },
+    Flag {
+        s: usize,
+        mb: usize,
+        pick: usize,
+        op: u8,
+        flags: u8,
+        kw: u8,
+        since: bool,
+    },
+    Expunge {
+        s: usize,
+        mb: usize,
+        pick: usize,
+    },
+    Rename {
+        s: usize,
+        from: usize,
+        to: usize,
+    },
+    Subscribe {
+        s: usize,
+        mb: usize,
+        on: bool,
+    },
     Reopen,
+    /// Close everything, delete every index and log file, reopen.
+    Rebuild,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -40,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (s.clone(), 1..NAMES.len(), 1..NAMES.len()).prop_map(|(s, from, to)| Op::Rename { s, from, to }),
         1 => (s.clone(), mb, any::<bool>()).prop_map(|(s, mb, on)| Op::Subscribe { s, mb, on }),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Rebuild),
     ]
 }
 
@@ -263,12 +304,31 @@ fn run(location: &str, ops: Vec<Op>) {
                 for sess in sessions.iter_mut() {
                     sess.open.remove(a);
                 }
+                let guid = sessions[s].user.open(a).unwrap().status().guid;
+                let list_modseq = sessions[s].user.mailbox_list_modseq().unwrap();
                 sessions[s].user.rename(a, b).unwrap();
+                let logged = sessions[s].user.mailbox_list_changes(list_modseq).unwrap();
+                assert_eq!(logged.len(), 1, "one list-log entry for a rename");
+                assert_eq!(
+                    logged[0].kind,
+                    ListChangeKind::Rename { guid: guid.clone(), old: a.into(), new: b.into() }
+                );
+                assert_eq!(sessions[s].user.open(b).unwrap().status().guid, guid, "GUID kept by rename");
                 let mm = model.mailboxes.remove(a).unwrap();
                 model.mailboxes.insert(b.to_string(), mm);
             }
             Op::Subscribe { s, mb, on } => {
+                let list_modseq = sessions[s].user.mailbox_list_modseq().unwrap();
                 sessions[s].user.subscribe(NAMES[mb], on).unwrap();
+                let logged = sessions[1 - s].user.mailbox_list_changes(list_modseq).unwrap();
+                let name = NAMES[mb].to_string();
+                let want = if on {
+                    ListChangeKind::Subscribe { name }
+                } else {
+                    ListChangeKind::Unsubscribe { name }
+                };
+                assert_eq!(logged.iter().map(|c| &c.kind).collect::<Vec<_>>(), vec![&want]);
+                assert!(logged[0].modseq > list_modseq);
                 if on {
                     model.subscriptions.insert(NAMES[mb].to_string());
                 } else {
@@ -280,6 +340,31 @@ fn run(location: &str, ops: Vec<Op>) {
                     sess.open.clear();
                 }
             }
+            Op::Rebuild => {
+                // mbox's X-Keywords is a space-separated list: a keyword with
+                // a space (not an IMAP atom, but the API takes it) only lives
+                // in the index, which this step deletes.
+                let spaced = model
+                    .mailboxes
+                    .values()
+                    .flat_map(|m| m.messages.values())
+                    .any(|m| m.keywords.iter().any(|k| k.contains(' ')));
+                if location.starts_with("mbox") && spaced {
+                    continue;
+                }
+                let mut before = BTreeMap::new();
+                for name in model.mailboxes.keys() {
+                    before.insert(name.clone(), sessions[0].mailbox(name).status().highest_modseq);
+                }
+                for sess in sessions.iter_mut() {
+                    sess.open.clear();
+                }
+                remove_index_files(std::path::Path::new(&home));
+                for (name, highest) in before {
+                    let after = sessions[0].mailbox(&name).status().highest_modseq;
+                    assert!(after > highest, "HIGHESTMODSEQ of {name} went from {highest} to {after}");
+                }
+            }
         }
         for sess in sessions.iter_mut() {
             check(&model, sess);
@@ -287,6 +372,18 @@ fn run(location: &str, ops: Vec<Op>) {
     }
     let mut fresh = Session { user: user(location, &home), open: HashMap::new() };
     check(&model, &mut fresh);
+}
+
+fn remove_index_files(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            remove_index_files(&path);
+        } else if name == "dovecote.index" || name == "dovecote.log" {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
 }
 
 proptest! {

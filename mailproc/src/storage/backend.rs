@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::error::Result;
 use super::index::MailboxState;
+use super::location::Format;
 use super::types::{Flags, Keywords, MessageRecord};
 
 /// A message written durably to a temp file, not yet visible.
@@ -34,6 +35,9 @@ pub struct ScannedMessage {
     pub location: String,
     /// Flags if the files carry them.
     pub flags: Option<(Flags, Keywords)>,
+    /// Modseq of those flags when the format records it (sdbox flags
+    /// file), so a rebuild only replays newer logged changes.
+    pub flags_modseq: u64,
     pub received: i64,
     pub saved: i64,
     pub physical_size: u64,
@@ -52,7 +56,9 @@ pub struct Scan {
 /// A lock that a format needs besides our own (Dovecot's uidlist dotlock).
 pub type FormatLock = Option<Box<dyn std::fmt::Debug>>;
 
-pub trait Backend: std::fmt::Debug {
+pub trait Backend: std::fmt::Debug + Send + Sync {
+    /// Which format this is (hard-link copies need the same on both sides).
+    fn format(&self) -> Format;
     /// Whether the mailbox's mail directory exists.
     fn exists(&self) -> bool;
     /// Creates the directories and persists the mailbox identity.
@@ -98,6 +104,34 @@ pub trait Backend: std::fmt::Debug {
     fn sync_dirs(&self) -> Result<()>;
     /// Removes the mailbox's mail files and directories (not children).
     fn delete(&self) -> Result<()>;
+
+    /// Stages a copy of `source` (a message of `source_path`, another
+    /// mailbox of the same format) by hard-linking its file instead of
+    /// writing the bytes again. `Ok(None)`: not possible here (other file
+    /// system, format keeps per-mailbox data in the file); the caller
+    /// falls back to copying the bytes.
+    fn stage_link(&self, _source_path: &std::path::Path, _source: &MessageRecord) -> Result<Option<Staged>> {
+        Ok(None)
+    }
+    /// Writes the format-side copies that are kept lazily (sdbox's flags
+    /// file). Called under the mailbox lock with a caught-up state, when
+    /// the log is compacted and when a handle that changed flags closes.
+    fn flush(&self, _state: &MailboxState) -> Result<()> {
+        Ok(())
+    }
+    /// Whether flags found by [`Backend::scan`] may be older than the
+    /// change log (flushed lazily), so a rebuild replays the log's flag
+    /// records over them. Formats whose files always carry the current
+    /// flags (Maildir names, mbox headers) say no.
+    fn flags_lag_log(&self) -> bool {
+        false
+    }
+    /// The directory next to the mail files (not the index directory, which
+    /// an administrator may wipe) where the modseq ceiling is kept.
+    fn control_dir(&self) -> PathBuf;
+    /// What to watch (inotify) to notice changes by other processes: the
+    /// mail directories or file. The index directory is added by the caller.
+    fn watch_paths(&self) -> Vec<PathBuf>;
 }
 
 /// IMAP virtual size: bare LFs count as CRLF.

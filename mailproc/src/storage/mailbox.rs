@@ -9,17 +9,38 @@
 //!
 //! [`Mailbox::sync`] sees other sessions' changes by reading only the new
 //! part of the log, plus a few `stat`s of the mail directories.
+//!
+//! Change notification (IMAP IDLE, LMTP → IMAP): [`Mailbox::notify_paths`]
+//! lists what to watch with inotify (the index directory, where every
+//! change appends to `dovecote.log`, plus the mail directories or file for
+//! programs that don't write our log, such as Dovecot or an MTA), and
+//! [`Mailbox::changed_since_sync`] answers "is there anything new" with two
+//! or three `stat`s and no reads; when it says yes, call [`Mailbox::sync`].
+//!
+//! `\Recent` follows Dovecot: the index keeps a "first recent UID"; a
+//! session that selects the mailbox ([`Mailbox::claim_recent`]) takes every
+//! message at or above it as recent for itself and moves it past them, so
+//! no other session sees them as recent. STATUS (an unclaimed handle)
+//! counts the messages at or above it.
+//!
+//! HIGHESTMODSEQ never goes backwards, even across an index rebuild: see
+//! [`super::modseq`]. A rebuild also salvages what it can of the old index
+//! and log (tombstones, modseqs, and for sdbox flag changes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 
 use super::backend::{Backend, ScannedMessage, Staged};
 use super::error::{Result, StorageError};
 use super::fsutil;
 use super::index::fields::FieldCache;
 use super::index::{IndexStore, LoadOutcome, MailboxState, Record};
+use super::location::Format;
 use super::mime::{self, CachedFields};
+use super::modseq;
 use super::types::{
-    Changes, FlagUpdate, MailboxStatus, MessageRecord, NewMessage, SavedMessage, StoreResult, Tombstone,
+    Changes, FlagUpdate, Flags, MailboxStatus, MessageRecord, NewMessage, SavedMessage, StoreResult,
+    Tombstone,
 };
 
 /// An open mailbox of one session.
@@ -32,6 +53,15 @@ pub struct Mailbox {
     fields: FieldCache,
     /// Messages this handle had to parse (the rest came from the cache).
     parses: u64,
+    /// `\Recent` UIDs of this session, when it claims them (SELECT).
+    recent: Option<BTreeSet<u32>>,
+    /// This handle changed flags the format keeps lazily (sdbox's flags
+    /// file): flush them when it closes.
+    flags_dirty: bool,
+    /// The modseq ceiling in force (0 = not read yet).
+    modseq_ceiling: u64,
+    /// APPENDLIMIT: the largest message a save accepts (None = no limit).
+    pub(crate) append_limit: Option<u64>,
 }
 
 /// The work of one transaction, applied to the state as it goes.
@@ -42,6 +72,8 @@ struct Txn<'a> {
     appended: Vec<u32>,
     rewrite: bool,
     modseq: u64,
+    /// Flags changed (the format may keep them lazily).
+    flags_changed: bool,
 }
 
 impl Txn<'_> {
@@ -72,14 +104,19 @@ impl Mailbox {
             state: MailboxState::default(),
             fields,
             parses: 0,
+            recent: None,
+            flags_dirty: false,
+            modseq_ceiling: 0,
+            append_limit: None,
         };
         mailbox.reload()?;
         mailbox.sync()?;
         Ok(mailbox)
     }
 
-    /// Creates the mailbox on disk with a new GUID and UIDVALIDITY.
-    pub(crate) fn create(name: &str, backend: Box<dyn Backend>, store: IndexStore) -> Result<()> {
+    /// Creates the mailbox on disk with a new GUID and UIDVALIDITY; returns
+    /// the GUID.
+    pub(crate) fn create(name: &str, backend: Box<dyn Backend>, store: IndexStore) -> Result<String> {
         if backend.exists() {
             return Err(StorageError::AlreadyExists(name.to_string()));
         }
@@ -89,9 +126,11 @@ impl Mailbox {
         let _lock = store.lock(true)?;
         backend.create(&guid, uid_validity)?;
         let mut state = MailboxState::default();
-        state.apply(&Record::Header { guid, uid_validity });
+        state.apply(&Record::Header { guid: guid.clone(), uid_validity });
         state.stamp = backend.stamp();
-        store.compact(&state)
+        store.compact(&state)?;
+        restamp(backend.as_ref(), &mut store, &mut state)?;
+        Ok(guid)
     }
 
     pub fn name(&self) -> &str {
@@ -103,8 +142,63 @@ impl Mailbox {
         &self.state
     }
 
+    /// STATUS values. `recent` is this session's `\Recent` count when it
+    /// claims them ([`Mailbox::claim_recent`]), else the unclaimed ones.
     pub fn status(&self) -> MailboxStatus {
-        self.state.status()
+        let mut status = self.state.status();
+        if let Some(recent) = &self.recent {
+            status.recent = recent.iter().filter(|uid| self.state.messages.contains_key(uid)).count() as u32;
+        }
+        status
+    }
+
+    /// APPENDLIMIT (RFC 7889): the largest message this mailbox accepts,
+    /// `None` when unlimited (IMAP `NIL`).
+    pub fn append_limit(&self) -> Option<u64> {
+        self.append_limit
+    }
+
+    /// Makes this handle the session that takes `\Recent` (IMAP SELECT,
+    /// not EXAMINE or STATUS): every message not yet claimed by another
+    /// session is recent here, now and at every later sync.
+    pub fn claim_recent(&mut self) -> Result<()> {
+        if self.recent.is_none() {
+            self.recent = Some(BTreeSet::new());
+        }
+        if self.state.unclaimed_recent().next().is_some() {
+            self.transaction(|_| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `uid` is `\Recent` in this session.
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.as_ref().is_some_and(|r| r.contains(&uid))
+    }
+
+    /// This session's `\Recent` UIDs that still exist, ascending.
+    pub fn recent_uids(&self) -> Vec<u32> {
+        self.recent.iter().flatten().copied().filter(|uid| self.state.messages.contains_key(uid)).collect()
+    }
+
+    /// What to watch (inotify) to learn that this mailbox changed: the
+    /// index directory (our change log) and the mail files' directories.
+    pub fn notify_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.store.dir().to_path_buf()];
+        for p in self.backend.watch_paths() {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        paths
+    }
+
+    /// Whether another session or program changed the mailbox since this
+    /// handle's last sync: a `stat` of the change log and of the mail
+    /// directories, no reads. A `true` may be a false alarm (e.g. our own
+    /// save moved a directory's mtime); [`Mailbox::sync`] sorts it out.
+    pub fn changed_since_sync(&self) -> bool {
+        self.store.has_unread() || self.backend.stamp() != self.state.stamp
     }
 
     /// Messages in UID order.
@@ -124,7 +218,8 @@ impl Mailbox {
     /// Brings the view up to date with other sessions and programs.
     pub fn sync(&mut self) -> Result<()> {
         self.catch_up()?;
-        if self.backend.needs_scan(&self.state.stamp) {
+        let claim = self.recent.is_some() && self.state.unclaimed_recent().next().is_some();
+        if claim || self.backend.needs_scan(&self.state.stamp) {
             self.transaction(|_| Ok(()))?;
         }
         Ok(())
@@ -136,20 +231,57 @@ impl Mailbox {
         saved.pop().ok_or_else(|| StorageError::NotPossible("save produced no message".into()))
     }
 
-    /// Saves several messages in one transaction (one log fsync).
+    /// Saves several messages in one transaction (one log fsync). The files
+    /// are written and fsynced by several threads at once, so the file
+    /// system commits their journal entries together instead of one by one.
     pub fn save_many(&mut self, messages: &[NewMessage]) -> Result<Vec<SavedMessage>> {
-        let now = fsutil::now();
-        let mut staged = Vec::with_capacity(messages.len());
-        for m in messages {
-            staged.push(self.backend.stage(
-                &m.data,
-                m.received.unwrap_or(now),
-                m.flags,
-                &m.keywords,
-                None,
-            )?);
+        if let Some(limit) = self.append_limit {
+            if let Some(m) = messages.iter().find(|m| m.data.len() as u64 > limit) {
+                return Err(StorageError::NotPossible(format!(
+                    "Mail size is larger than the maximum size allowed by server configuration ({} > {limit})",
+                    m.data.len()
+                )));
+            }
         }
-        self.publish(staged)
+        let now = fsutil::now();
+        let backend = self.backend.as_ref();
+        let stage =
+            |m: &NewMessage| backend.stage(&m.data, m.received.unwrap_or(now), m.flags, &m.keywords, None);
+        let threads = if backend.format() == Format::Mbox { 1 } else { STAGE_THREADS.min(messages.len()) };
+        let staged: Vec<Result<Staged>> = if threads <= 1 {
+            messages.iter().map(stage).collect()
+        } else {
+            let chunk = messages.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = messages
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || part.iter().map(stage).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![Err(StorageError::NotPossible("save thread panicked".into()))]
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut ok = Vec::with_capacity(staged.len());
+        let mut failed = None;
+        for s in staged {
+            match s {
+                Ok(s) => ok.push(s),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            for s in ok {
+                let _ = std::fs::remove_file(&s.tmp_path);
+            }
+            return Err(e);
+        }
+        self.publish(ok)
     }
 
     fn publish(&mut self, staged: Vec<Staged>) -> Result<Vec<SavedMessage>> {
@@ -158,6 +290,7 @@ impl Mailbox {
             for s in staged {
                 let uid = txn.state.uid_next;
                 let mut record = txn.backend.publish(s, uid)?;
+                txn.flags_changed |= record.flags != Flags::empty() || !record.keywords.is_empty();
                 let modseq = txn.modseq();
                 record.modseq = modseq;
                 record.saved_modseq = modseq;
@@ -184,6 +317,7 @@ impl Mailbox {
                     continue;
                 }
                 let moved = txn.backend.set_flags(&m, flags, &keywords)?;
+                txn.flags_changed = true;
                 let modseq = txn.modseq();
                 txn.push(Record::Flags { uid: *uid, modseq, flags, keywords });
                 if let Some(location) = moved {
@@ -213,14 +347,25 @@ impl Mailbox {
     }
 
     /// Copies `uids` into `dest` keeping flags, keywords, dates and (for
-    /// sdbox) GUIDs; returns (source UID, new UID) pairs.
+    /// sdbox) GUIDs; returns (source UID, new UID) pairs. Between mailboxes
+    /// of the same format the file is hard-linked where the format and
+    /// file system allow it (Maildir, sdbox), else the bytes are copied.
     pub fn copy_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
         let mut staged = Vec::new();
         let mut sources = Vec::new();
+        let same_format = self.backend.format() == dest.backend.format();
         for uid in uids {
             let Some(m) = self.state.messages.get(uid).cloned() else { continue };
-            let data = self.read_message(*uid)?;
-            staged.push(dest.backend.stage(&data, m.received, m.flags, &m.keywords, Some(&m.guid))?);
+            let linked =
+                if same_format { dest.backend.stage_link(&self.backend.path_of(&m), &m)? } else { None };
+            let s = match linked {
+                Some(s) => s,
+                None => {
+                    let data = self.read_message(*uid)?;
+                    dest.backend.stage(&data, m.received, m.flags, &m.keywords, Some(&m.guid))?
+                }
+            };
+            staged.push(s);
             sources.push(*uid);
         }
         let saved = dest.publish(staged)?;
@@ -282,6 +427,11 @@ impl Mailbox {
         let data = self.read_message(uid)?;
         let range = mime::section(&fields.structure, data.len() as u32, section);
         Ok(range.map(|r| mime::slice(&data, r).to_vec()))
+    }
+
+    /// `mail_fsync = always`: fsync the field cache too.
+    pub(crate) fn set_sync_cache(&mut self, sync: bool) {
+        self.fields.set_sync(sync);
     }
 
     /// How many messages this handle parsed (not served from the cache).
@@ -349,14 +499,30 @@ impl Mailbox {
             self.name,
             self.store.dir().display()
         ));
+        let salvaged = self.store.salvage();
         let scan = self.backend.scan()?;
         let mut state = MailboxState::default();
+        // The old index's header, if it survived, says whether its records
+        // describe this mailbox incarnation.
+        let old_header = salvaged.iter().find_map(|r| match r {
+            Record::Header { guid, uid_validity } => Some((guid.clone(), *uid_validity)),
+            _ => None,
+        });
+        let salvage_ok = match (&old_header, scan.uid_validity) {
+            (Some((_, old)), Some(uv)) => *old == uv,
+            _ => true,
+        };
+        let salvaged = if salvage_ok { salvaged } else { Vec::new() };
+        let (old_guid, old_uv) = old_header.filter(|_| salvage_ok).unzip();
         state.apply(&Record::Header {
-            guid: scan.guid.clone().unwrap_or_else(fsutil::new_guid),
-            uid_validity: scan.uid_validity.unwrap_or((fsutil::now() as u32).max(1)),
+            guid: scan.guid.clone().or(old_guid).unwrap_or_else(fsutil::new_guid),
+            uid_validity: scan.uid_validity.or(old_uv).unwrap_or((fsutil::now() as u32).max(1)),
         });
         state.uid_next = scan.uid_next.unwrap_or(1).max(1);
-        state.highest_modseq = 1;
+        // HIGHESTMODSEQ continues above anything handed out before.
+        let ceiling = modseq::read_ceiling(&self.backend.control_dir())?;
+        let modseq = ceiling.max(salvaged.iter().map(record_modseq).max().unwrap_or(0)) + 1;
+        state.highest_modseq = modseq;
         let (with_uid, without): (Vec<_>, Vec<_>) = scan.messages.into_iter().partition(|m| m.uid.is_some());
         let mut by_uid: BTreeMap<u32, ScannedMessage> = BTreeMap::new();
         let mut later = without;
@@ -369,19 +535,57 @@ impl Mailbox {
                 }
             }
         }
+        if self.backend.flags_lag_log() {
+            // The files' flags may predate the log: replay newer changes.
+            for r in &salvaged {
+                let (uid, changed, flags, keywords) = match r {
+                    Record::Flags { uid, modseq, flags, keywords } => (uid, modseq, flags, keywords),
+                    Record::Append(m) => (&m.uid, &m.modseq, &m.flags, &m.keywords),
+                    _ => continue,
+                };
+                // Same message (an sdbox UID is never reused) and newer.
+                if let Some(m) = by_uid.get_mut(uid).filter(|m| *changed > m.flags_modseq) {
+                    m.flags = Some((*flags, keywords.clone()));
+                    m.flags_modseq = *changed;
+                }
+            }
+        }
+        for r in &salvaged {
+            match r {
+                // UIDs that were handed out are never handed out again.
+                Record::Append(m) => state.uid_next = state.uid_next.max(m.uid.saturating_add(1)),
+                Record::Counters { uid_next, .. } => state.uid_next = state.uid_next.max(*uid_next),
+                Record::FirstRecent(uid) => state.first_recent_uid = state.first_recent_uid.max(*uid),
+                _ => {}
+            }
+        }
         for (uid, m) in by_uid {
-            state.apply(&Record::Append(scanned_record(m, uid, 1)));
+            state.apply(&Record::Append(scanned_record(m, uid, modseq)));
         }
         if !self.backend.uid_is_identity() {
             later.sort_by_key(|m| m.received);
         }
         for m in later {
             let uid = state.uid_next;
-            state.apply(&Record::Append(scanned_record(m, uid, 1)));
+            state.apply(&Record::Append(scanned_record(m, uid, modseq)));
+        }
+        // Tombstones of messages that are gone, so "expunged since" still
+        // answers for changes before the rebuild.
+        let mut tombstoned = BTreeSet::new();
+        for r in &salvaged {
+            if let Record::Expunge(t) = r {
+                if !state.messages.contains_key(&t.uid) && tombstoned.insert(t.uid) {
+                    state.tombstones.push(t.clone());
+                    state.uid_next = state.uid_next.max(t.uid.saturating_add(1));
+                }
+            }
         }
         self.backend.commit(&state, &[], true)?;
+        self.backend.flush(&state)?;
+        self.modseq_ceiling = modseq::raise_ceiling(&self.backend.control_dir(), ceiling, modseq)?;
         state.stamp = self.backend.stamp();
         self.store.compact(&state)?;
+        restamp(self.backend.as_ref(), &mut self.store, &mut state)?;
         self.state = state;
         Ok(())
     }
@@ -401,6 +605,9 @@ impl Mailbox {
                 }
             },
         }
+        if self.modseq_ceiling == 0 {
+            self.modseq_ceiling = modseq::read_ceiling(&self.backend.control_dir())?;
+        }
         let mut txn = Txn {
             state: &mut self.state,
             backend: self.backend.as_ref(),
@@ -408,9 +615,22 @@ impl Mailbox {
             appended: Vec::new(),
             rewrite: false,
             modseq: 0,
+            flags_changed: false,
         };
         let scanned = if txn.backend.needs_scan(&txn.state.stamp) { apply_scan(&mut txn) } else { Ok(()) };
         let result = scanned.and_then(|()| f(&mut txn));
+        if let Some(recent) = self.recent.as_mut() {
+            // This session selected the mailbox: whatever nobody claimed yet
+            // is recent here, and for no one else.
+            let claimed: Vec<u32> = txn.state.unclaimed_recent().collect();
+            if !claimed.is_empty() {
+                recent.extend(claimed);
+                let next = txn.state.uid_next;
+                txn.push(Record::FirstRecent(next));
+            }
+        }
+        self.flags_dirty |= txn.flags_changed;
+        let ceiling = &mut self.modseq_ceiling;
         // Whatever was done to the files is recorded, even after an error.
         let persisted = (|| {
             if txn.records.is_empty() && txn.backend.stamp() == txn.state.stamp {
@@ -418,6 +638,8 @@ impl Mailbox {
             }
             txn.backend.sync_dirs()?;
             txn.backend.commit(txn.state, &txn.appended, txn.rewrite)?;
+            // Before any modseq above the stored ceiling becomes visible.
+            *ceiling = modseq::raise_ceiling(&txn.backend.control_dir(), *ceiling, txn.state.highest_modseq)?;
             let stamp = txn.backend.stamp();
             if stamp != txn.state.stamp {
                 txn.push(Record::Stamp(stamp));
@@ -425,14 +647,57 @@ impl Mailbox {
             let records = std::mem::take(&mut txn.records);
             self.store.append(&records)?;
             if self.store.needs_compaction() {
+                // The log is about to be folded away: bring the format's
+                // lazy copies up to date first.
+                txn.backend.flush(txn.state)?;
+                self.flags_dirty = false;
                 self.store.compact(txn.state)?;
+                restamp(txn.backend, &mut self.store, txn.state)?;
             }
             Ok(())
         })();
         persisted?;
         result
     }
+
+    /// Writes the format's lazily kept copies (sdbox flags) if this handle
+    /// changed flags; done when the handle is dropped, callable earlier.
+    pub fn flush(&mut self) -> Result<()> {
+        // Deleted or renamed away meanwhile: locking would recreate the
+        // directories, and there is nothing left to flush into.
+        if !self.flags_dirty || !self.backend.exists() || !self.store.dir().is_dir() {
+            return Ok(());
+        }
+        let _lock = self.store.lock(true)?;
+        let _format_lock = self.backend.lock()?;
+        match self.store.read_new()? {
+            Some(records) => records.iter().for_each(|r| self.state.apply(r)),
+            None => match self.store.load()? {
+                LoadOutcome::Loaded(state) => self.state = state,
+                // Rebuilt or replaced meanwhile: the new index carries it.
+                _ => return Ok(()),
+            },
+        }
+        let clean = self.backend.stamp() == self.state.stamp;
+        self.backend.flush(&self.state)?;
+        self.flags_dirty = false;
+        if clean {
+            restamp(self.backend.as_ref(), &mut self.store, &mut self.state)?;
+        }
+        Ok(())
+    }
 }
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            super::warn(&format!("Mailbox {}: {e}", self.name));
+        }
+    }
+}
+
+/// Threads writing the files of one batch save.
+const STAGE_THREADS: usize = 8;
 
 /// Reconciles the index with what is on disk.
 fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
@@ -459,7 +724,9 @@ fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
             Some(uid) => {
                 seen.insert(uid);
                 let Some(current) = txn.state.messages.get(&uid).cloned() else { continue };
-                if let Some((flags, keywords)) = &m.flags {
+                // Lazily kept flags are older than the index: ignore them.
+                let flags_in_files = m.flags.as_ref().filter(|_| !txn.backend.flags_lag_log());
+                if let Some((flags, keywords)) = flags_in_files {
                     if *flags != current.flags || *keywords != current.keywords {
                         let modseq = txn.modseq();
                         txn.push(Record::Flags { uid, modseq, flags: *flags, keywords: keywords.clone() });
@@ -500,6 +767,31 @@ fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
         txn.push(Record::Append(scanned_record(m, uid, modseq)));
     }
     Ok(())
+}
+
+/// Records the mail files' stamp again after our own writes in their
+/// directory (sdbox keeps the index and its flags file in `dbox-Mails`), so
+/// the next sync doesn't take them for another program's changes and
+/// rescan. Call with the exclusive lock held, right after those writes.
+fn restamp(backend: &dyn Backend, store: &mut IndexStore, state: &mut MailboxState) -> Result<()> {
+    let stamp = backend.stamp();
+    if stamp != state.stamp {
+        let record = Record::Stamp(stamp);
+        state.apply(&record);
+        store.append(std::slice::from_ref(&record))?;
+    }
+    Ok(())
+}
+
+/// The modseq a record carries (0 for records without one).
+fn record_modseq(record: &Record) -> u64 {
+    match record {
+        Record::Counters { highest_modseq, .. } => *highest_modseq,
+        Record::Append(m) => m.modseq,
+        Record::Flags { modseq, .. } => *modseq,
+        Record::Expunge(t) => t.modseq,
+        _ => 0,
+    }
 }
 
 fn scanned_record(m: ScannedMessage, uid: u32, modseq: u64) -> MessageRecord {

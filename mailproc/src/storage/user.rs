@@ -1,6 +1,7 @@
 //! A mail user: namespaces and the mailbox list operations (list, create,
 //! delete, rename, subscribe, status), plus auto-created special-use
-//! mailboxes and autoexpunge.
+//! mailboxes and autoexpunge. Every list change is recorded in the user's
+//! mailbox-list log ([`super::listlog`]) before it returns.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,7 +14,8 @@ use dovecote_config::{Config, SectionKind};
 use super::backend::Backend;
 use super::error::{Result, StorageError};
 use super::fsutil;
-use super::index::IndexStore;
+use super::index::{IndexStore, LoadOutcome};
+use super::listlog::{ListChange, ListChangeKind, ListLog};
 use super::location::{Format, Layout, MailLocation};
 use super::mailbox::Mailbox;
 use super::maildir::MaildirBackend;
@@ -50,6 +52,90 @@ pub struct User {
     pub fsync: bool,
     /// `mbox_*` locking settings and `mail_privileged_group`.
     pub mbox: MboxSettings,
+    /// The other storage settings (`mail_fsync` mode, APPENDLIMIT, NFS).
+    pub settings: StorageSettings,
+}
+
+/// `mail_fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncMode {
+    /// Mail files, their directories and the change log are fsynced before
+    /// a change returns (DESIGN §4.4); derived data (the field cache) is not.
+    #[default]
+    Optimized,
+    /// As `optimized`, and the field cache is fsynced too.
+    Always,
+    /// Nothing is fsynced (test and bulk-load setups; a crash may lose
+    /// acknowledged mail).
+    Never,
+}
+
+impl FsyncMode {
+    pub fn parse(text: &str) -> Option<FsyncMode> {
+        match text {
+            "optimized" | "" => Some(FsyncMode::Optimized),
+            "always" => Some(FsyncMode::Always),
+            "never" => Some(FsyncMode::Never),
+            _ => None,
+        }
+    }
+}
+
+/// Storage settings beyond the mail location.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub fsync_mode: FsyncMode,
+    /// APPENDLIMIT: `plugin { quota_max_mail_size }` when set (as Dovecot
+    /// 2.3 with the quota plugin); `None` = unlimited (STATUS says `NIL`).
+    pub append_limit: Option<u64>,
+    /// `mail_nfs_storage` / `mail_nfs_index`: accepted. Every read of our
+    /// log and mail files already opens them (NFS close-to-open
+    /// consistency) and locks are flock/dotlock, so nothing else changes.
+    pub nfs_storage: bool,
+    pub nfs_index: bool,
+}
+
+impl StorageSettings {
+    /// Reads `mail_fsync`, `mail_nfs_*` and `quota_max_mail_size`.
+    pub fn from_config(config: &Config) -> Result<StorageSettings> {
+        let fsync_text = config.text("mail_fsync");
+        let fsync_mode = FsyncMode::parse(&fsync_text).ok_or_else(|| StorageError::Location {
+            location: "mail_fsync".into(),
+            reason: format!("Unknown mail_fsync value: {fsync_text}"),
+        })?;
+        let plugin =
+            config.root.children_of(SectionKind::Plugin).find_map(|p| p.plugin_value("quota_max_mail_size"));
+        let append_limit = match plugin {
+            Some(text) => parse_size(text).ok_or_else(|| StorageError::Location {
+                location: "quota_max_mail_size".into(),
+                reason: format!("Invalid size: {text}"),
+            })?,
+            None => 0,
+        };
+        Ok(StorageSettings {
+            fsync_mode,
+            append_limit: (append_limit > 0).then_some(append_limit),
+            nfs_storage: config.root.bool("mail_nfs_storage"),
+            nfs_index: config.root.bool("mail_nfs_index"),
+        })
+    }
+}
+
+/// A Dovecot size: a number with an optional `B`/`k`/`M`/`G`/`T` unit.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let unit = text[digits..].trim().trim_end_matches(['b', 'B']);
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 impl User {
@@ -74,11 +160,13 @@ impl User {
             let location = MailLocation::parse(&global, vars, vars.home.as_deref())?;
             namespaces.push(Namespace::default_inbox(location));
         }
+        let settings = StorageSettings::from_config(config)?;
         let user = User {
             name: vars.user.clone().unwrap_or_default(),
             namespaces,
-            fsync: config.text("mail_fsync") != "never",
+            fsync: settings.fsync_mode != FsyncMode::Never,
             mbox: mbox_settings(config)?,
+            settings,
         };
         user.autocreate()?;
         Ok(user)
@@ -91,6 +179,7 @@ impl User {
             namespaces: vec![Namespace::default_inbox(location)],
             fsync: true,
             mbox: MboxSettings::default(),
+            settings: StorageSettings::default(),
         }
     }
 
@@ -141,15 +230,72 @@ impl User {
     pub fn open(&self, name: &str) -> Result<Mailbox> {
         let (ns, levels) = self.resolve(name)?;
         let (backend, store) = self.parts(ns, &levels);
-        if ns.inbox && levels == ["INBOX"] && !backend.exists() {
+        let mut mailbox = if ns.inbox && levels == ["INBOX"] && !backend.exists() {
             match Mailbox::create("INBOX", backend, store) {
-                Ok(()) | Err(StorageError::AlreadyExists(_)) => {}
+                Ok(guid) => {
+                    self.log_list_change(ns, ListChangeKind::Create { guid, name: "INBOX".into() })?
+                }
+                Err(StorageError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
             let (backend, store) = self.parts(ns, &levels);
-            return Mailbox::open(name, backend, store);
+            Mailbox::open(name, backend, store)?
+        } else {
+            Mailbox::open(name, backend, store)?
+        };
+        mailbox.append_limit = self.settings.append_limit;
+        mailbox.set_sync_cache(self.settings.fsync_mode == FsyncMode::Always);
+        Ok(mailbox)
+    }
+
+    /// APPENDLIMIT for every mailbox of this user (`None`: unlimited).
+    pub fn append_limit(&self) -> Option<u64> {
+        self.settings.append_limit
+    }
+
+    /// Changes to the mailbox list (create, delete, rename, subscribe)
+    /// after `modseq` of the list log, oldest first.
+    pub fn mailbox_list_changes(&self, since: u64) -> Result<Vec<ListChange>> {
+        let mut out = Vec::new();
+        for log in self.list_logs() {
+            out.extend(log.changes_since(since)?);
         }
-        Mailbox::open(name, backend, store)
+        out.sort_by_key(|c| c.modseq);
+        Ok(out)
+    }
+
+    /// The highest modseq of the mailbox-list log.
+    pub fn mailbox_list_modseq(&self) -> Result<u64> {
+        let mut highest = 0;
+        for log in self.list_logs() {
+            highest = highest.max(log.highest_modseq()?);
+        }
+        Ok(highest)
+    }
+
+    fn list_logs(&self) -> Vec<ListLog> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for ns in &self.namespaces {
+            let dir = list_log_dir(self.subscriptions_namespace(ns));
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs.iter().map(|d| ListLog::new(d)).collect()
+    }
+
+    fn log_list_change(&self, ns: &Namespace, kind: ListChangeKind) -> Result<()> {
+        ListLog::new(&list_log_dir(self.subscriptions_namespace(ns))).append(kind).map(|_| ())
+    }
+
+    /// The GUID of an existing mailbox from its index (empty if unreadable).
+    fn mailbox_guid(&self, ns: &Namespace, levels: &[String]) -> String {
+        let (_, mut store) = self.parts(ns, levels);
+        let loaded = store.lock(false).and_then(|_lock| store.load());
+        match loaded {
+            Ok(LoadOutcome::Loaded(state)) => state.guid,
+            _ => String::new(),
+        }
     }
 
     pub fn exists(&self, name: &str) -> Result<bool> {
@@ -161,7 +307,8 @@ impl User {
     pub fn create(&self, name: &str) -> Result<()> {
         let (ns, levels) = self.resolve(name)?;
         let (backend, store) = self.parts(ns, &levels);
-        Mailbox::create(name, backend, store)
+        let guid = Mailbox::create(name, backend, store)?;
+        self.log_list_change(ns, ListChangeKind::Create { guid, name: name.to_string() })
     }
 
     /// Deletes a mailbox; its children stay.
@@ -174,7 +321,9 @@ impl User {
         if !backend.exists() {
             return Err(StorageError::NotFound(name.to_string()));
         }
+        let guid = self.mailbox_guid(ns, &levels);
         Mailbox::delete_files(backend.as_ref(), &store)?;
+        self.log_list_change(ns, ListChangeKind::Delete { guid, name: name.to_string() })?;
         let paths = ns.paths(&levels);
         let _ = fs::remove_file(store.dir().join(super::index::store::LOCK_FILE));
         for dir in [&paths.index, &paths.control, &paths.dir] {
@@ -221,7 +370,9 @@ impl User {
                 }
             }
         }
+        let mut renamed = Vec::new();
         for (from, to) in moves {
+            renamed.push((self.mailbox_guid(ns, &from), ns.vname(&from), ns.vname(&to)));
             let a = ns.paths(&from);
             let b = ns.paths(&to);
             for (x, y) in [(&a.dir, &b.dir), (&a.index, &b.index), (&a.control, &b.control)] {
@@ -236,6 +387,9 @@ impl User {
                 }
                 fs::rename(x, y).map_err(|e| StorageError::io("rename", x, e))?;
             }
+        }
+        for (guid, old, new) in renamed {
+            self.log_list_change(ns, ListChangeKind::Rename { guid, old, new })?;
         }
         Ok(())
     }
@@ -254,7 +408,11 @@ impl User {
         if subscribe {
             names.push(stored);
         }
-        fsutil::write_atomic(&path, subscriptions::format(&names).as_bytes())
+        fsutil::write_atomic(&path, subscriptions::format(&names).as_bytes())?;
+        let name = name.to_string();
+        let kind =
+            if subscribe { ListChangeKind::Subscribe { name } } else { ListChangeKind::Unsubscribe { name } };
+        self.log_list_change(ns, kind)
     }
 
     fn subscriptions_namespace<'a>(&'a self, ns: &'a Namespace) -> &'a Namespace {
@@ -509,6 +667,16 @@ fn walk_mbox(
         prefix.pop();
     }
     Ok(())
+}
+
+/// Where a namespace's mailbox-list log lives: next to its subscriptions.
+/// mbox keeps it with its indexes (`~/mail/.imap`), since every plain file
+/// under an mbox root is a mailbox.
+fn list_log_dir(ns: &Namespace) -> PathBuf {
+    if ns.location.format == Format::Mbox {
+        return ns.location.index.clone().unwrap_or_else(|| ns.location.root.join(".imap"));
+    }
+    ns.subscriptions_path().parent().map(PathBuf::from).unwrap_or_else(|| ns.location.root.clone())
 }
 
 /// mbox settings from the configuration.

@@ -26,11 +26,18 @@ pub struct FieldCache {
     path: PathBuf,
     entries: Option<HashMap<u32, Arc<CachedFields>>>,
     uid_validity: u32,
+    /// fsync each append (`mail_fsync = always`).
+    sync: bool,
 }
 
 impl FieldCache {
     pub fn new(dir: &Path) -> FieldCache {
-        FieldCache { path: dir.join(CACHE_FILE), entries: None, uid_validity: 0 }
+        FieldCache { path: dir.join(CACHE_FILE), entries: None, uid_validity: 0, sync: false }
+    }
+
+    /// Whether appends are fsynced (`mail_fsync = always`).
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
     }
 
     /// The cached fields of `uid`, loading the file on first use.
@@ -53,12 +60,14 @@ impl FieldCache {
         frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32(&body).to_le_bytes());
         frame.extend_from_slice(&body);
-        let written = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(&frame));
+        let written =
+            OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path).and_then(|mut f| {
+                f.write_all(&frame)?;
+                if self.sync {
+                    f.sync_data()?;
+                }
+                Ok(())
+            });
         if let Err(e) = written {
             crate::storage::warn(&format!("write({}) failed: {e}", self.path.display()));
         }

@@ -26,6 +26,9 @@ pub enum Record {
     Location { uid: u32, location: String },
     /// The format's "mail files last looked like this" stamp.
     Stamp(String),
+    /// Messages below this UID are no longer `\Recent` for anyone: a
+    /// session that selected the mailbox has claimed them.
+    FirstRecent(u32),
 }
 
 /// Frame size overhead.
@@ -68,6 +71,7 @@ impl Record {
             Record::Expunge(t) => format!("X\t{}\t{}\t{}", t.uid, t.modseq, escape(&t.guid)),
             Record::Location { uid, location } => format!("L\t{uid}\t{}", escape(location)),
             Record::Stamp(s) => format!("S\t{}", escape(s)),
+            Record::FirstRecent(uid) => format!("R\t{uid}"),
         }
     }
 
@@ -142,6 +146,7 @@ fn parse_payload(text: &str) -> Result<Record, String> {
         Some("X") => Record::Expunge(Tombstone { uid: uid(1)?, modseq: num(2)?, guid: txt(3)? }),
         Some("L") => Record::Location { uid: uid(1)?, location: txt(2)? },
         Some("S") => Record::Stamp(txt(1)?),
+        Some("R") => Record::FirstRecent(uid(1)?),
         _ => return Err(bad()),
     };
     Ok(record)
@@ -152,10 +157,13 @@ fn keywords_field(keywords: &Keywords) -> String {
 }
 
 fn parse_keywords(field: &str) -> Keywords {
+    if field.is_empty() {
+        return Keywords::new();
+    }
     field.split(' ').filter(|k| !k.is_empty()).map(|k| unescape(&k.replace("\\s", " "))).collect()
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -168,7 +176,10 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn unescape(text: &str) -> String {
+pub(crate) fn unescape(text: &str) -> String {
+    if !text.contains('\\') {
+        return text.to_string();
+    }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -214,6 +225,7 @@ mod tests {
             Record::Flags { uid: 7, modseq: 10, flags: Flags::ALL, keywords: Keywords::new() },
             Record::Expunge(Tombstone { uid: 7, guid: "g".into(), modseq: 11 }),
             Record::Stamp("1 2 3".into()),
+            Record::FirstRecent(8),
         ];
         let mut buf = Vec::new();
         for r in &records {

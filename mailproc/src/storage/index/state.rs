@@ -18,6 +18,9 @@ pub struct MailboxState {
     pub tombstones: Vec<Tombstone>,
     /// The format's stamp of how the mail files looked when last synced.
     pub stamp: String,
+    /// Messages with this UID or higher are `\Recent` for the next session
+    /// that selects the mailbox (Dovecot's `first_recent_uid`).
+    pub first_recent_uid: u32,
 }
 
 impl MailboxState {
@@ -61,6 +64,7 @@ impl MailboxState {
                 }
             }
             Record::Stamp(s) => self.stamp = s.clone(),
+            Record::FirstRecent(uid) => self.first_recent_uid = self.first_recent_uid.max(*uid),
         }
     }
 
@@ -76,6 +80,7 @@ impl MailboxState {
             out.push(Record::Expunge(t.clone()));
         }
         out.push(Record::Stamp(self.stamp.clone()));
+        out.push(Record::FirstRecent(self.first_recent_uid));
         out
     }
 
@@ -83,7 +88,7 @@ impl MailboxState {
     pub fn status(&self) -> MailboxStatus {
         MailboxStatus {
             messages: self.messages.len() as u32,
-            recent: 0,
+            recent: self.messages.range(self.first_recent_uid.max(1)..).count() as u32,
             uid_next: self.uid_next,
             uid_validity: self.uid_validity,
             unseen: self
@@ -95,6 +100,11 @@ impl MailboxState {
             size: self.messages.values().map(|m| m.virtual_size).sum(),
             guid: self.guid.clone(),
         }
+    }
+
+    /// UIDs that are `\Recent` for the next session to claim them.
+    pub fn unclaimed_recent(&self) -> impl Iterator<Item = u32> + '_ {
+        self.messages.range(self.first_recent_uid.max(1)..).map(|(uid, _)| *uid)
     }
 
     /// Everything that changed after `modseq`.
@@ -114,13 +124,18 @@ impl MailboxState {
 
 /// Applies the tombstone-preserving semantics of a snapshot: an `Expunge` of
 /// an unknown UID still records the tombstone.
-pub fn apply_snapshot_record(state: &mut MailboxState, record: &Record) {
-    if let Record::Expunge(t) = record {
-        if !state.messages.contains_key(&t.uid) {
+pub fn apply_snapshot_record(state: &mut MailboxState, record: Record) {
+    match record {
+        Record::Expunge(t) if !state.messages.contains_key(&t.uid) => {
             state.highest_modseq = state.highest_modseq.max(t.modseq);
-            state.tombstones.push(t.clone());
-            return;
+            state.tombstones.push(t);
         }
+        // The bulk of a snapshot: moved in, not cloned.
+        Record::Append(m) => {
+            state.uid_next = state.uid_next.max(m.uid.saturating_add(1));
+            state.highest_modseq = state.highest_modseq.max(m.modseq);
+            state.messages.insert(m.uid, m);
+        }
+        other => state.apply(&other),
     }
-    state.apply(record);
 }

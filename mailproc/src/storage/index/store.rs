@@ -106,7 +106,11 @@ impl IndexStore {
         let mut log = match File::open(&log_path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(LoadOutcome::Corrupt(format!("{} is missing", log_path.display())));
+                // A compaction writes the snapshot first and the fresh log
+                // second: a crash in between leaves exactly this, and the
+                // snapshot is complete. The next append creates the log.
+                self.stale_log = true;
+                return Ok(LoadOutcome::Loaded(state));
             }
             Err(e) => return Err(StorageError::io("open", &log_path, e)),
         };
@@ -163,6 +167,33 @@ impl IndexStore {
         Ok(Some(records))
     }
 
+    /// Whether the log has records this handle has not read, or was
+    /// replaced: one `stat`.
+    pub fn has_unread(&self) -> bool {
+        match fs::metadata(self.path(LOG_FILE)) {
+            Ok(m) => m.ino() != self.log_ino || m.len() > self.log_pos,
+            Err(_) => true,
+        }
+    }
+
+    /// Every record that can still be decoded from the index and log files,
+    /// whatever state they are in (a rebuild salvages tombstones, modseqs
+    /// and flag changes from them). Frames carry their own checksums, so a
+    /// damaged file yields its records up to the damage.
+    pub fn salvage(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (name, skip) in [(INDEX_FILE, INDEX_HEADER), (LOG_FILE, LOG_HEADER as usize)] {
+            let Ok(data) = fs::read(self.path(name)) else { continue };
+            let Some(body) = data.get(skip..) else { continue };
+            let mut pos = 0;
+            while let Ok(Some((record, used))) = Record::decode(&body[pos..]) {
+                out.push(record);
+                pos += used;
+            }
+        }
+        out
+    }
+
     /// Appends records durably. Call with the exclusive lock held and after
     /// [`read_new`] has caught up (so `log_pos` is the valid end).
     pub fn append(&mut self, records: &[Record]) -> Result<()> {
@@ -210,16 +241,34 @@ impl IndexStore {
         data.extend_from_slice(&(body.len() as u64).to_le_bytes());
         data.extend_from_slice(&crc32(&body).to_le_bytes());
         data.extend_from_slice(&body);
-        fsutil::write_atomic(&self.path(INDEX_FILE), &data)?;
-        self.create_log()
+        // Snapshot first, then the fresh log, one directory fsync for both:
+        // if only the log's rename survives a crash, the log is newer than
+        // the snapshot and the next open rebuilds; every other outcome is a
+        // consistent old or new state.
+        let index_path = self.path(INDEX_FILE);
+        let tmp = fsutil::temp_name(&index_path);
+        fsutil::write_synced(&tmp, &data)?;
+        fs::rename(&tmp, &index_path).map_err(|e| StorageError::io("rename", &index_path, e))?;
+        self.write_log(false)?;
+        fsutil::fsync_dir(&self.dir)
     }
 
     fn create_log(&mut self) -> Result<()> {
+        self.write_log(true)
+    }
+
+    fn write_log(&mut self, sync_dir: bool) -> Result<()> {
         let log_path = self.path(LOG_FILE);
         let mut header = Vec::with_capacity(LOG_HEADER as usize);
         header.extend_from_slice(LOG_MAGIC);
         header.extend_from_slice(&self.generation.to_le_bytes());
-        fsutil::write_atomic(&log_path, &header)?;
+        if sync_dir {
+            fsutil::write_atomic(&log_path, &header)?;
+        } else {
+            let tmp = fsutil::temp_name(&log_path);
+            fsutil::write_synced(&tmp, &header)?;
+            fs::rename(&tmp, &log_path).map_err(|e| StorageError::io("rename", &log_path, e))?;
+        }
         let log = File::open(&log_path).map_err(|e| StorageError::io("open", &log_path, e))?;
         self.log_ino = log.metadata().map_err(|e| StorageError::io("fstat", &log_path, e))?.ino();
         self.log = Some(log);
@@ -260,7 +309,7 @@ fn read_snapshot(file: &File, path: &Path) -> Result<std::result::Result<(Mailbo
         return Ok(Err(format!("{} has trailing garbage", path.display())));
     }
     let mut state = MailboxState::default();
-    for r in &records {
+    for r in records {
         apply_snapshot_record(&mut state, r);
     }
     Ok(Ok((state, generation)))

@@ -110,6 +110,19 @@ pub fn base_of(location: &str) -> &str {
     name.split(':').next().unwrap_or(name)
 }
 
+/// A new unique base name (`<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<vsize>`).
+fn new_base(size: u64, vsize: u64) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!(
+        "{}.M{}P{}Q{}.{},S={size},W={vsize}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        fsutil::unique_counter(),
+        hostname(),
+    )
+}
+
 fn hostname() -> String {
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
     // '/' and ':' would break the file name; Dovecot escapes them likewise.
@@ -117,6 +130,10 @@ fn hostname() -> String {
 }
 
 impl Backend for MaildirBackend {
+    fn format(&self) -> crate::storage::location::Format {
+        crate::storage::location::Format::Maildir
+    }
+
     fn exists(&self) -> bool {
         self.dir.join("cur").is_dir()
     }
@@ -152,18 +169,8 @@ impl Backend for MaildirBackend {
         keywords: &Keywords,
         _guid: Option<&str>,
     ) -> Result<Staged> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let vsize = virtual_size(data);
-        let base = format!(
-            "{}.M{}P{}Q{}.{},S={},W={}",
-            now.as_secs(),
-            now.subsec_micros(),
-            std::process::id(),
-            fsutil::unique_counter(),
-            hostname(),
-            data.len(),
-            vsize
-        );
+        let base = new_base(data.len() as u64, vsize);
         let tmp_path = self.dir.join("tmp").join(&base);
         let mut f = OpenOptions::new()
             .write(true)
@@ -308,6 +315,7 @@ impl Backend for MaildirBackend {
                 };
                 let (flags, kw) = parsed.flags();
                 scan.messages.push(ScannedMessage {
+                    flags_modseq: 0,
                     uid: by_name.get(parsed.base.as_str()).copied(),
                     guid: parsed.base.clone(),
                     location: format!("{sub}/{name}"),
@@ -324,6 +332,11 @@ impl Backend for MaildirBackend {
 
     fn commit(&self, state: &MailboxState, appended: &[u32], rewrite: bool) -> Result<()> {
         let path = self.uidlist_path();
+        if appended.is_empty() && !rewrite && path.exists() {
+            // Flag changes and moves don't touch the uidlist (a missing one
+            // is rewritten below).
+            return Ok(());
+        }
         let current = if rewrite { None } else { self.read_uidlist()? };
         let usable = current.as_ref().is_some_and(|l| {
             l.uid_validity == state.uid_validity
@@ -393,6 +406,41 @@ impl Backend for MaildirBackend {
         remove_dovecot_index_files(&self.dir);
         let _ = File::open(&self.dir);
         Ok(())
+    }
+
+    fn stage_link(&self, source_path: &Path, source: &MessageRecord) -> Result<Option<Staged>> {
+        // A copy is a new message with its own base name (its GUID), as
+        // Dovecot's hard-link copy does; the file (and its mtime, the
+        // received date) is shared.
+        let base = new_base(source.physical_size, source.virtual_size);
+        let tmp_path = self.dir.join("tmp").join(&base);
+        match fs::hard_link(source_path, &tmp_path) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM | libc::EMLINK)) => {
+                return Ok(None)
+            }
+            // Renamed by a flag change in another process: copy the bytes.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io("link", &tmp_path, e)),
+        }
+        Ok(Some(Staged {
+            tmp_path,
+            guid: base,
+            physical_size: source.physical_size,
+            virtual_size: source.virtual_size,
+            received: source.received,
+            flags: source.flags,
+            keywords: source.keywords.clone(),
+            inline: None,
+        }))
+    }
+
+    fn control_dir(&self) -> PathBuf {
+        self.control.clone()
+    }
+
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.join("new"), self.dir.join("cur"), self.control.clone()]
     }
 }
 

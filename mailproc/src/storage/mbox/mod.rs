@@ -259,6 +259,10 @@ fn build_message(
 }
 
 impl Backend for MboxBackend {
+    fn format(&self) -> crate::storage::location::Format {
+        crate::storage::location::Format::Mbox
+    }
+
     fn exists(&self) -> bool {
         fs::metadata(&self.path).is_ok_and(|m| m.is_file())
     }
@@ -453,6 +457,7 @@ impl Backend for MboxBackend {
                     .messages
                     .iter()
                     .map(|m| ScannedMessage {
+                        flags_modseq: 0,
                         uid: m.uid,
                         guid: m.guid.clone(),
                         location: String::new(),
@@ -534,6 +539,14 @@ impl Backend for MboxBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StorageError::io("unlink", &self.path, e)),
         }
+    }
+
+    fn control_dir(&self) -> PathBuf {
+        self.index_dir.clone()
+    }
+
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
     }
 }
 

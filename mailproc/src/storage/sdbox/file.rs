@@ -49,8 +49,22 @@ pub fn build(message: &[u8], created: i64, received: i64, virtual_size: u64, gui
 
 /// Parses a dbox file.
 pub fn parse(data: &[u8]) -> Result<DboxFile, String> {
-    let nl = data.iter().position(|&b| b == b'\n').ok_or("no file header")?;
-    let header = std::str::from_utf8(&data[..nl]).map_err(|_| "file header not UTF-8")?;
+    let (body_offset, body_len) = parse_header(data)?;
+    let meta_start = body_offset.checked_add(body_len).ok_or("bad size")?;
+    let tail = data.get(meta_start..).ok_or("truncated message body")?;
+    Ok(DboxFile { body_offset, body_len, metadata: parse_metadata(tail)? })
+}
+
+/// How many bytes at the start of a file [`parse_header`] needs at most
+/// (file header line + the message header of Dovecot's usual size).
+pub const HEADER_PROBE: usize = 256;
+
+/// Parses the file header and message header at the start of a file:
+/// `(body_offset, body_len)`. `prefix` may be just the first bytes, so a
+/// scan reads a few hundred bytes instead of the whole message.
+pub fn parse_header(prefix: &[u8]) -> Result<(usize, usize), String> {
+    let nl = prefix.iter().position(|&b| b == b'\n').ok_or("no file header")?;
+    let header = std::str::from_utf8(&prefix[..nl]).map_err(|_| "file header not UTF-8")?;
     let mut fields = header.split(' ');
     if fields.next() != Some("2") {
         return Err(format!("unsupported dbox version in '{header}'"));
@@ -62,15 +76,18 @@ pub fn parse(data: &[u8]) -> Result<DboxFile, String> {
         }
     }
     let start = nl + 1;
-    let mh = data.get(start..start + msg_header_size).ok_or("truncated message header")?;
+    let mh = prefix.get(start..start + msg_header_size).ok_or("truncated message header")?;
     if !mh.starts_with(MAGIC_PRE) || mh.get(2) != Some(&b'N') || msg_header_size < 29 {
         return Err("bad message header magic".into());
     }
     let size_hex = std::str::from_utf8(&mh[13..29]).map_err(|_| "bad size")?;
     let body_len = usize::from_str_radix(size_hex.trim(), 16).map_err(|_| "bad size")?;
-    let body_offset = start + msg_header_size;
-    let meta_start = body_offset.checked_add(body_len).ok_or("bad size")?;
-    let tail = data.get(meta_start..).ok_or("truncated message body")?;
+    Ok((start + msg_header_size, body_len))
+}
+
+/// Parses the metadata block that follows the message body (`tail`
+/// starts right after the body).
+pub fn parse_metadata(tail: &[u8]) -> Result<DboxMetadata, String> {
     if !tail.starts_with(MAGIC_POST) {
         return Err("metadata magic missing".into());
     }
@@ -80,7 +97,8 @@ pub fn parse(data: &[u8]) -> Result<DboxFile, String> {
         if line.is_empty() {
             break;
         }
-        let (key, value) = line.split_at(1);
+        // A key is one ASCII letter; anything else is not ours to read.
+        let (Some(key), Some(value)) = (line.get(..1), line.get(1..)) else { continue };
         let hex = || i64::from_str_radix(value, 16).ok();
         match key {
             "G" => metadata.guid = Some(value.to_string()),
@@ -92,7 +110,7 @@ pub fn parse(data: &[u8]) -> Result<DboxFile, String> {
             _ => {}
         }
     }
-    Ok(DboxFile { body_offset, body_len, metadata })
+    Ok(metadata)
 }
 
 #[cfg(test)]
