@@ -301,6 +301,99 @@ impl Ctx<'_> {
     }
 }
 
+fn is_escaped(c: u8) -> bool {
+    matches!(c, b'"' | b'\\' | b'\'')
+}
+
+/// Appends `s`, quoted (and escaped) unless it's all atext (dots allowed
+/// unless `escape_dot`).
+fn append_maybe_escape(out: &mut Vec<u8>, s: &[u8], escape_dot: bool) {
+    if s.iter().all(|&c| super::rfc822::is_atext(c) || (!escape_dot && c == b'.')) {
+        out.extend_from_slice(s);
+        return;
+    }
+    out.push(b'"');
+    for &c in s {
+        if is_escaped(c) {
+            out.push(b'\\');
+        }
+        out.push(c);
+    }
+    out.push(b'"');
+}
+
+/// An address list written back as header text (Dovecot's
+/// message_address_write), which SEARCH FROM/TO/CC/BCC match against.
+pub fn write(list: &[Address]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut first = true;
+    let mut in_group = false;
+    for a in list {
+        if first {
+            first = false;
+        } else {
+            out.extend_from_slice(b", ");
+        }
+        match (&a.domain, &a.mailbox) {
+            (None, mailbox) => {
+                if !in_group {
+                    match mailbox.as_deref() {
+                        Some(m) if !m.is_empty() => {
+                            if m.windows(2).any(|w| w == b"=?") {
+                                out.extend_from_slice(m);
+                            } else {
+                                append_maybe_escape(&mut out, m, true);
+                            }
+                        }
+                        _ => out.extend_from_slice(b"\"\""),
+                    }
+                    out.extend_from_slice(b": ");
+                    first = true;
+                } else {
+                    if out.ends_with(b", ") {
+                        out.truncate(out.len() - 2);
+                    } else if out.ends_with(b": ") {
+                        out.truncate(out.len() - 1);
+                    }
+                    out.push(b';');
+                }
+                in_group = !in_group;
+            }
+            (Some(domain), mailbox) => {
+                let mailbox = mailbox.as_deref().unwrap_or_default();
+                if let Some(name) = &a.name {
+                    if name.windows(2).any(|w| w == b"=?") {
+                        out.extend_from_slice(name);
+                    } else {
+                        append_maybe_escape(&mut out, name, true);
+                    }
+                }
+                if a.route.is_some() || !mailbox.is_empty() || !domain.is_empty() {
+                    if a.name.as_ref().is_some_and(|n| !n.is_empty()) {
+                        out.push(b' ');
+                    }
+                    out.push(b'<');
+                    if let Some(route) = &a.route {
+                        out.extend_from_slice(route);
+                        out.push(b':');
+                    }
+                    if mailbox.is_empty() {
+                        out.extend_from_slice(b"\"\"");
+                    } else {
+                        append_maybe_escape(&mut out, mailbox, false);
+                    }
+                    if !domain.is_empty() {
+                        out.push(b'@');
+                        out.extend_from_slice(domain);
+                    }
+                    out.push(b'>');
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +424,11 @@ mod tests {
             ["NIL|NIL|a|b", "NIL|NIL|MISSING_MAILBOX|MISSING_DOMAIN", "NIL|NIL|c|d"]
         );
         assert_eq!(show(b""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn written_back() {
+        assert_eq!(write(&parse(b"\"Doe, J\" <j@d>, G: a@b;")), b"\"Doe, J\" <j@d>, G: <a@b>;");
+        assert_eq!(write(&parse(b"justuser")), b"<justuser@MISSING_DOMAIN>");
     }
 }

@@ -84,6 +84,11 @@ pub fn first<'a>(fields: &'a [Field<'_>], name: &str) -> Option<&'a [u8]> {
     fields.iter().find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| &f.value[..])
 }
 
+/// The value of the last `(name, value)` pair called `name`.
+pub fn last_value<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    fields.iter().rev().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
+}
+
 /// Where the header ends: the offset just past the empty line, or the end
 /// of `data` when there is none.
 pub fn header_len(data: &[u8]) -> usize {

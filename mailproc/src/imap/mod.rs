@@ -10,9 +10,13 @@
 pub mod address;
 pub mod args;
 pub mod bodystructure;
+pub mod charset;
+pub mod date;
 pub mod envelope;
 pub mod header;
 pub mod message;
 pub mod parts;
 pub mod quote;
 pub mod rfc822;
+pub mod search;
+pub mod text;

@@ -6,12 +6,14 @@ make_corpus.py). Writes:
 
   expected/NNN.fetch   ENVELOPE, BODY and BODYSTRUCTURE of message NNN, each
                        as "NAME <len>\\n<exact bytes>\\n"
+  expected/now         the Unix time of the run (YOUNGER/OLDER results
+                       depend on it)
   expected/commands    "C <cmd>\\n" then "R <len>\\n<untagged+tagged reply>\\n"
                        for SEARCH/SORT/THREAD commands over the mailbox
 
 Mailbox facts the Rust test reproduces (flags, INTERNALDATE) follow the
 rules in meta(): keep them in sync with tests/imap_render.rs."""
-import os, re, shutil, subprocess, sys, tempfile
+import os, re, shutil, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MSGS = os.path.join(HERE, "msgs")
@@ -34,10 +36,10 @@ SEARCHES = [
     "SEARCH CC zoe", "SEARCH BCC eve", "SEARCH HEADER Message-ID t1@", "SEARCH HEADER X-Nothing \"\"",
     "SEARCH HEADER Content-Type multipart", "SEARCH HEADER subject \"\"",
     "SEARCH BODY \"thread body\"", "SEARCH TEXT report", "SEARCH TEXT Quarterly", "SEARCH BODY attached",
-    "SEARCH CHARSET UTF-8 SUBJECT Grüße", "SEARCH CHARSET UTF-8 BODY crème", "SEARCH CHARSET UTF-8 SUBJECT Привет",
-    "SEARCH CHARSET UTF-8 BODY Привет", "SEARCH CHARSET UTF-8 SUBJECT żółć", "SEARCH CHARSET UTF-8 FROM Jörg",
-    "SEARCH CHARSET UTF-8 TO jörg", "SEARCH CHARSET UTF-8 BODY ☃", "SEARCH CHARSET UTF-8 SUBJECT 🎉",
-    "SEARCH CHARSET ISO-8859-1 SUBJECT caf\xe9", "SEARCH CHARSET US-ASCII SUBJECT Hello",
+    "SEARCH CHARSET UTF-8 SUBJECT \"Grüße\"", "SEARCH CHARSET UTF-8 BODY \"crème\"", "SEARCH CHARSET UTF-8 SUBJECT \"Привет\"",
+    "SEARCH CHARSET UTF-8 BODY \"Привет\"", "SEARCH CHARSET UTF-8 SUBJECT \"żółć\"", "SEARCH CHARSET UTF-8 FROM \"Jörg\"",
+    "SEARCH CHARSET UTF-8 TO \"jörg\"", "SEARCH CHARSET UTF-8 BODY \"☃\"", "SEARCH CHARSET UTF-8 SUBJECT \"🎉\"",
+    "SEARCH CHARSET ISO-8859-1 SUBJECT \"caf\xe9\"", "SEARCH CHARSET US-ASCII SUBJECT Hello",
     "SEARCH SUBJECT \"smart quotes\"", "SEARCH TEXT \"inner html\"", "SEARCH BODY \"hello \"",
     "SEARCH LARGER 1000", "SEARCH SMALLER 300", "SEARCH NOT SEEN", "SEARCH OR SEEN FLAGGED",
     "SEARCH (SEEN FLAGGED)", "SEARCH NOT (SEEN OR FLAGGED ANSWERED)", "SEARCH 1:10", "SEARCH 5,7:9,120:*",
@@ -47,9 +49,16 @@ SEARCHES = [
     "SEARCH SUBJECT re", "SEARCH FROM \"corp.example\" SINCE 1-Jan-2000", "SEARCH OR OR SEEN FLAGGED DRAFT",
     "SEARCH HEADER References t1", "SEARCH TEXT zzzznotthere", "SEARCH SUBJECT \"\"", "SEARCH FROM \"\"",
     "SEARCH TEXT \"Content-Type\"", "SEARCH BODY \"Content-Type\"", "SEARCH TO \"undisclosed\"",
-    "SEARCH TO MISSING_DOMAIN", "SEARCH BODY AAAA", "SEARCH TEXT \"part one\"", "SEARCH CHARSET UTF-8 BODY \u20ac",
+    "SEARCH TO MISSING_DOMAIN", "SEARCH BODY AAAA", "SEARCH TEXT \"part one\"", "SEARCH CHARSET UTF-8 BODY \"\u20ac\"",
     "SEARCH BODY \"nul\"", "SEARCH SUBJECT byte", "SEARCH LARGER 0", "SEARCH SMALLER 1",
-    "SEARCH YOUNGER 1", "SEARCH OLDER 1",
+    "SEARCH YOUNGER 1", "SEARCH OLDER 1", "SEARCH CHARSET UTF-8 SUBJECT Gr\u00fc\u00dfe",
+    "SEARCH CHARSET utf-8 TEXT \"GR\u00dc\u00dfE\"", "SEARCH CHARSET KOI8-R BODY \"\xf0\xd2\xc9\"",
+    "SEARCH CHARSET ISO-8859-2 SUBJECT \"\xbf\xf3\xb3\"", "SEARCH SUBJECT \"  \"", "SEARCH HEADER Subject \"DATE  TEST\"",
+    "SEARCH OR SUBJECT hello FROM zed", "SEARCH 2:4 UID 3:5", "SEARCH NOT NOT SEEN", "SEARCH SAVEDATESUPPORTED",
+    "SEARCH MODSEQ 1", "SEARCH TEXT \"\"", "SEARCH CHARSET UTF-8 BODY \"\u65e5\u672c\"",
+    "SEARCH CHARSET UTF-8 SUBJECT \"\u65e5\u672c\u8a9e\"", "SEARCH CHARSET UTF-8 SUBJECT \"\u4f60\u597d\"",
+    "SEARCH CHARSET UTF-8 SUBJECT \"Caf\u00e9\"", "SEARCH CHARSET UTF-8 SUBJECT \"10\u20ac\"",
+    "SEARCH CHARSET UTF-8 SUBJECT \"\u201csmart\"", "SEARCH CHARSET UTF-8 SUBJECT \"\u30b3\u30f3\u30cb\u30c1\u30cf\"",
     "SEARCH FOO", "SEARCH CHARSET X-FOO BODY x", "SEARCH BEFORE notadate", "SEARCH (SEEN",
     "SEARCH OR SEEN", "SEARCH HEADER Subject", "SEARCH 0", "SEARCH UID", "SEARCH KEYWORD",
     "SEARCH LARGER x", "SEARCH NOT", "SEARCH", "SEARCH SINCE 31-Feb-2026", "SEARCH SEEN)",
@@ -65,6 +74,13 @@ SEARCHES = [
     "THREAD REFS UTF-8 FROM corp.example", "THREAD FOO UTF-8 ALL",
     "UID SEARCH SEEN", "UID SORT (SUBJECT) UTF-8 FROM corp.example", "UID THREAD REFERENCES UTF-8 FROM corp.example",
 ]
+
+def encode_cmd(c):
+    """Commands naming a legacy charset carry their search string in it."""
+    for cs in ("ISO-8859-1", "ISO-8859-2", "KOI8-R"):
+        if "CHARSET " + cs in c:
+            return c.encode("latin-1")
+    return c.encode("utf-8")
 
 def read_response(stream):
     """Reads one response line, with any {n} literals inside it."""
@@ -98,9 +114,10 @@ def main():
         cmds.append(b"h%d FETCH %d (BODYSTRUCTURE)" % (i, i))
         cmds.append(b"k%d FETCH %d (UID BODY.PEEK[])" % (i, i))
     for j, c in enumerate(SEARCHES):
-        cmds.append(b"q%d " % j + c.encode("latin-1" if "ISO-8859-1" in c else "utf-8"))
+        cmds.append(b"q%d " % j + encode_cmd(c))
     cmds.append(b"z LOGOUT")
     env = dict(os.environ, USER="corpus", HOME=tmp, TZ="UTC")
+    started = int(time.time())
     proc = subprocess.Popen(["/usr/lib/dovecot/imap", "-o", "mail_uid=nobody", "-o", "mail_gid=nogroup",
                              "-o", "mail_location=maildir:" + md],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
@@ -149,9 +166,10 @@ def main():
         reply = b"".join(untagged) + done[len(b"q%d " % j):]
         # drop Dovecot's timing suffix " (0.001 + 0.000 secs)."
         reply = re.sub(rb" \(\d+\.\d+ \+ \d+\.\d+(?: \+ \d+\.\d+)? secs\)\.", b".", reply)
-        cmd = c.encode("latin-1" if "ISO-8859-1" in c else "utf-8")
+        cmd = encode_cmd(c)
         out += b"C %s\nR %d\n%s\n" % (cmd, len(reply), reply)
     open(os.path.join(EXP, "commands"), "wb").write(out)
+    open(os.path.join(EXP, "now"), "w").write("%d\n" % started)
     shutil.rmtree(tmp)
     print("wrote", len(names), "fetch records and", len(SEARCHES), "command replies")
 
