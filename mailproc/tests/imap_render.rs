@@ -87,6 +87,7 @@ fn envelope_body_bodystructure_match_dovecot() {
 use dovecote_mailproc::imap::args::Arg;
 use dovecote_mailproc::imap::message::{SearchContext, SearchMessage};
 use dovecote_mailproc::imap::search::{SearchError, SearchProgram};
+use dovecote_mailproc::imap::sort::{self, SortCriteria};
 use dovecote_mailproc::storage::{Flags, Keywords};
 
 /// One corpus message as the mailbox generate.py built holds it.
@@ -287,7 +288,39 @@ fn answer(
         }
         return (Some(line), "OK Search completed.".to_string());
     }
+    if cmd == "SORT" {
+        // SORT (criteria) charset search-keys
+        let criteria = match args.first().map(SortCriteria::parse_arg) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return (None, status_of(&e)),
+            None => return (None, "missing criteria".to_string()),
+        };
+        let charset = args.get(1).and_then(Arg::as_astring).map(|c| String::from_utf8_lossy(c).into_owned());
+        let program = match SearchProgram::parse(&args[2.min(args.len())..], charset.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return (None, status_of(&e.for_command("SORT"))),
+        };
+        let mut matching: Vec<&mut dyn SearchMessage> = Vec::new();
+        for m in mailbox.iter_mut() {
+            if program.matches(m, ctx) {
+                matching.push(m);
+            }
+        }
+        let order = sort::sort(&criteria, &mut matching);
+        let numbers: Vec<String> = order.iter().map(|&i| number_of(&*matching[i], uid).to_string()).collect();
+        let line =
+            if numbers.is_empty() { "* SORT".to_string() } else { format!("* SORT {}", numbers.join(" ")) };
+        return (Some(line), "OK Sort completed.".to_string());
+    }
     (None, format!("unsupported command {cmd}"))
+}
+
+fn number_of(m: &dyn SearchMessage, uid: bool) -> u32 {
+    if uid {
+        m.uid()
+    } else {
+        m.seq()
+    }
 }
 
 #[test]

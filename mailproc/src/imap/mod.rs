@@ -19,4 +19,6 @@ pub mod parts;
 pub mod quote;
 pub mod rfc822;
 pub mod search;
+pub mod sort;
+pub mod subject;
 pub mod text;
