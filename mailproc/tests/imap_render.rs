@@ -88,6 +88,7 @@ use dovecote_mailproc::imap::args::Arg;
 use dovecote_mailproc::imap::message::{SearchContext, SearchMessage};
 use dovecote_mailproc::imap::search::{SearchError, SearchProgram};
 use dovecote_mailproc::imap::sort::{self, SortCriteria};
+use dovecote_mailproc::imap::thread;
 use dovecote_mailproc::storage::{Flags, Keywords};
 
 /// One corpus message as the mailbox generate.py built holds it.
@@ -311,6 +312,26 @@ fn answer(
         let line =
             if numbers.is_empty() { "* SORT".to_string() } else { format!("* SORT {}", numbers.join(" ")) };
         return (Some(line), "OK Sort completed.".to_string());
+    }
+    if cmd == "THREAD" {
+        // THREAD algorithm charset search-keys
+        let algorithm = args.first().and_then(Arg::as_atom).unwrap_or_default().to_string();
+        let charset = args.get(1).and_then(Arg::as_astring).map(|c| String::from_utf8_lossy(c).into_owned());
+        let program = match SearchProgram::parse(&args[2.min(args.len())..], charset.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return (None, status_of(&e.for_command("THREAD"))),
+        };
+        let mut matching: Vec<&mut dyn SearchMessage> = Vec::new();
+        for m in mailbox.iter_mut() {
+            if program.matches(m, ctx) {
+                matching.push(m);
+            }
+        }
+        return match thread::thread(&algorithm, &mut matching, uid) {
+            Ok(t) if t.is_empty() => (Some("* THREAD".to_string()), "OK Thread completed.".to_string()),
+            Ok(t) => (Some(format!("* THREAD {t}")), "OK Thread completed.".to_string()),
+            Err(e) => (None, status_of(&e)),
+        };
     }
     (None, format!("unsupported command {cmd}"))
 }

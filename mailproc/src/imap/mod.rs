@@ -22,3 +22,4 @@ pub mod search;
 pub mod sort;
 pub mod subject;
 pub mod text;
+pub mod thread;
