@@ -376,3 +376,118 @@ fn search_sort_thread_match_dovecot() {
     assert!(compared >= 100, "only {compared} commands compared");
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
+
+// --- properties ------------------------------------------------------------
+
+use proptest::prelude::*;
+
+/// Whether `out` is one well-formed IMAP parenthesised list: balanced
+/// parentheses outside quoted strings and literals, literals complete.
+fn well_formed(out: &[u8]) -> bool {
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < out.len() {
+        match out[i] {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+                if depth == 0 && i + 1 != out.len() {
+                    return false;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < out.len() && out[i] != b'"' {
+                    if out[i] == b'\\' {
+                        i += 1;
+                    }
+                    if i < out.len() && (out[i] == b'\r' || out[i] == b'\n' || out[i] >= 0x80) {
+                        return false;
+                    }
+                    i += 1;
+                }
+                if i >= out.len() {
+                    return false;
+                }
+            }
+            b'{' => {
+                let Some(close) = out[i..].iter().position(|&b| b == b'}') else { return false };
+                let Ok(n) = std::str::from_utf8(&out[i + 1..i + close]).unwrap_or("x").parse::<usize>()
+                else {
+                    return false;
+                };
+                if out.get(i + close + 1..i + close + 3) != Some(b"\r\n") {
+                    return false;
+                }
+                i += close + 3 + n;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    depth == 0 && out.first() == Some(&b'(')
+}
+
+fn message_fragments() -> impl Strategy<Value = Vec<u8>> {
+    let fragment = prop_oneof![
+        Just(b"Content-Type: multipart/mixed; boundary=b\n".to_vec()),
+        Just(b"Content-Type: multipart/digest; boundary=\"c\"\n".to_vec()),
+        Just(b"Content-Type: message/rfc822\n".to_vec()),
+        Just(b"Content-Type: text/plain; charset=\"utf-8\"; name*0*=x; name*1=y\n".to_vec()),
+        Just(b"Content-Disposition: attachment; filename=\"a\\\"b\"\n".to_vec()),
+        Just(b"Content-Language: en, de\nContent-Location: x\n".to_vec()),
+        Just(b"--b\n".to_vec()),
+        Just(b"--b--\n".to_vec()),
+        Just(b"--c\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b" folded\n".to_vec()),
+        Just(b"Subject: =?utf-8?q?x?= \"q\" \\ (c)\n".to_vec()),
+        Just(b"From: \"a, b\" <c@d>, G: e@f;, <@r:x@y>, broken <\n".to_vec()),
+        Just(b"To: (comment) x@[1.2.3.4], \"\" <>\n".to_vec()),
+        Just(b"Date: Mon, 2 Nov 2026 10:00:00 +0100\n".to_vec()),
+        Just(b"body text\n".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    ];
+    proptest::collection::vec(fragment, 0..24).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #[test]
+    fn renderings_are_well_formed(msg in message_fragments()) {
+        let env = envelope::envelope_bytes(&msg);
+        prop_assert!(well_formed(&env), "ENVELOPE {}", show(&env));
+        for extended in [false, true] {
+            let b = bodystructure::render(&msg, extended);
+            prop_assert!(well_formed(&b), "BODY{} {}", if extended { "STRUCTURE" } else { "" }, show(&b));
+        }
+    }
+
+    #[test]
+    fn search_parser_never_panics(words in proptest::collection::vec(
+        prop_oneof![
+            Just("OR"), Just("NOT"), Just("HEADER"), Just("SUBJECT"), Just("1:*"), Just("UID"), Just("$"),
+            Just("BEFORE"), Just("1-Jan-2020"), Just("LARGER"), Just("10"), Just("MODSEQ"), Just("x"),
+            Just("CHARSET"), Just("UTF-8"), Just("TEXT"), Just("ALL"), Just("0"),
+        ], 0..10)) {
+        let args: Vec<Arg> = words.iter().map(|w| Arg::Atom(w.to_string())).collect();
+        if let Ok(p) = SearchProgram::parse(&args, None) {
+            let mut m = TestMessage::new(1, b"Subject: x\n\nbody\n".to_vec());
+            let ctx = SearchContext { max_seq: 1, max_uid: 1, saved: Some(vec![1]), now: 0 };
+            let _ = p.matches(&mut m, &ctx);
+        }
+    }
+}
+
+#[test]
+fn well_formed_checker_rejects_broken_output() {
+    assert!(well_formed(b"(\"a\" {1}\r\n) NIL)"));
+    assert!(!well_formed(b"(\"a)"));
+    assert!(!well_formed(b"(a))"));
+    assert!(!well_formed(b"({5}\r\nab)"));
+    assert!(!well_formed(b"(\"\xc3\xa9\")"));
+}

@@ -19,7 +19,7 @@ pub fn program(args: &[Arg], charset: Option<&str>) -> Result<SearchProgram, Sea
     let mut p = KeyParser { args, pos: 0, charset: charset.map(str::to_string) };
     if charset.is_none() && p.peek_atom().is_some_and(|a| a.eq_ignore_ascii_case("CHARSET")) {
         p.pos += 1;
-        let cs = p.next_string("CHARSET")?;
+        let cs = p.next_string("CHARSET").map_err(|_| SearchError::bad("Invalid charset argument"))?;
         p.charset = Some(String::from_utf8_lossy(&cs).into_owned());
     }
     if let Some(cs) = &p.charset {
@@ -41,8 +41,9 @@ fn missing(key: &str) -> SearchError {
     SearchError::bad(format!("Missing parameter for search key (for search key: {key})"))
 }
 
+/// Atoms Dovecot takes for a sequence set (and then validates).
 fn is_seqset_atom(a: &str) -> bool {
-    !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*' | b'$'))
+    a.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'*' || b == b'$')
 }
 
 impl<'a> KeyParser<'a> {
@@ -109,6 +110,9 @@ impl<'a> KeyParser<'a> {
     fn key(&mut self) -> Result<Key, SearchError> {
         let Some(arg) = self.next_arg() else { return Err(SearchError::bad("Missing argument")) };
         let atom = match arg {
+            Arg::List(list) if list.is_empty() => {
+                return Err(SearchError::bad("No search parameters inside list"));
+            }
             Arg::List(list) => {
                 let mut sub = KeyParser { args: list, pos: 0, charset: self.charset.clone() };
                 let mut keys = Vec::new();
@@ -119,7 +123,10 @@ impl<'a> KeyParser<'a> {
             }
             Arg::Atom(a) => a.clone(),
             Arg::Nil => "NIL".to_string(),
-            Arg::Quoted(s) | Arg::Literal(s) => String::from_utf8_lossy(s).into_owned(),
+            Arg::Quoted(s) | Arg::Literal(s) => {
+                let s = String::from_utf8_lossy(s);
+                return Err(SearchError::bad(format!("Unexpected string as search key: {s}")));
+            }
         };
         let upper = atom.to_ascii_uppercase();
         let flag = |f: Flags, set: bool| Ok(Key::Flag(f, set));
@@ -173,7 +180,7 @@ impl<'a> KeyParser<'a> {
             }
             "UID" => {
                 let set = self.next_atom(&upper)?;
-                SeqSet::parse(&set).map(Key::Uid).ok_or_else(|| SearchError::bad("Invalid uidset"))
+                SeqSet::parse(&set).map(Key::Uid).ok_or_else(|| SearchError::bad("Invalid UID messageset"))
             }
             "MODSEQ" => {
                 // Optional entry name and type (RFC 7162); we keep one
@@ -182,10 +189,14 @@ impl<'a> KeyParser<'a> {
                     self.pos += 1;
                     let kind = self.next_atom(&upper)?.to_ascii_lowercase();
                     if !matches!(kind.as_str(), "priv" | "shared" | "all") {
-                        return Err(SearchError::bad("Invalid MODSEQ entry type"));
+                        return Err(SearchError::bad("Invalid MODSEQ type"));
                     }
                 }
-                Ok(Key::ModSeq(self.next_number(&upper, "modseq")?))
+                let value = self.next_atom(&upper)?;
+                match value.parse::<u64>() {
+                    Ok(n) if value.bytes().all(|b| b.is_ascii_digit()) => Ok(Key::ModSeq(n)),
+                    _ => Err(SearchError::bad("Invalid MODSEQ value")),
+                }
             }
             _ if is_seqset_atom(&atom) => {
                 SeqSet::parse(&atom).map(Key::Seq).ok_or_else(|| SearchError::bad("Invalid messageset"))
@@ -219,6 +230,19 @@ mod tests {
         assert_eq!(err("0"), "Error in IMAP command SEARCH: Invalid messageset");
         assert_eq!(err("LARGER x"), "Error in IMAP command SEARCH: Invalid search size parameter");
         assert_eq!(err(""), "Error in IMAP command SEARCH: Missing search parameters");
+        assert_eq!(err("UID 0"), "Error in IMAP command SEARCH: Invalid UID messageset");
+        assert_eq!(err("1:x"), "Error in IMAP command SEARCH: Invalid messageset");
+        assert_eq!(err("MODSEQ x"), "Error in IMAP command SEARCH: Invalid MODSEQ value");
+        assert_eq!(err("YOUNGER x"), "Error in IMAP command SEARCH: Invalid search interval parameter");
+        assert_eq!(err("CHARSET"), "Error in IMAP command SEARCH: Invalid charset argument");
+        assert_eq!(
+            program(&[Arg::Quoted(b"SEEN".to_vec())], None).unwrap_err().to_string(),
+            "Error in IMAP command SEARCH: Unexpected string as search key: SEEN"
+        );
+        assert_eq!(
+            program(&[Arg::List(vec![])], None).unwrap_err().to_string(),
+            "Error in IMAP command SEARCH: No search parameters inside list"
+        );
         assert_eq!(
             program(&atoms("CHARSET X-FOO BODY x"), None),
             Err(SearchError::BadCharset("X-FOO".to_string()))
