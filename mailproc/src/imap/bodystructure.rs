@@ -4,6 +4,13 @@
 //! for text parts, sizes counting bare LFs as CRLF, line counts for text
 //! and message/rfc822 parts, and for BODYSTRUCTURE the MD5, disposition,
 //! language and location extension data.
+//!
+//! Cost and caching: unlike ENVELOPE this reads the whole message (sizes
+//! and line counts of every part), so FETCH BODY/BODYSTRUCTURE should keep
+//! the rendered bytes of both forms in the per-message field cache (as
+//! Dovecot caches `imap.body`/`imap.bodystructure`) and parse only on a
+//! miss; messages are immutable, so the cache never needs invalidating.
+//! [`super::parts::parse`] also gives the byte ranges BODY[section] needs.
 
 use super::envelope::Envelope;
 use super::parts::{self, Kind, Part};

@@ -11,7 +11,12 @@ use crate::imap::args::{Arg, SeqSet};
 use crate::imap::message::{SearchContext, SearchMessage};
 use crate::storage::Flags;
 
-/// Why a SEARCH/SORT/THREAD command was refused.
+/// Why a SEARCH/SORT/THREAD command was refused. The parsers name the
+/// command `SEARCH`, `SORT` or `THREAD`; Dovecot names it as the client
+/// sent it, so callers use [`SearchError::for_command`] for the UID forms
+/// ("Error in IMAP command UID SEARCH: Unknown argument FOO") and for
+/// search-key errors inside SORT/THREAD. The tagged reply is
+/// `BAD <Display>` / `NO <Display>`, then Dovecot's timing and a final `.`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SearchError {
     /// Answered `BAD <Display>`.
