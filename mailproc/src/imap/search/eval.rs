@@ -113,6 +113,8 @@ impl<'a> Evaluator<'a> {
                     .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                     .any(|(_, raw)| header_text(raw, how).contains(value.as_str()))
             }
+            // An empty string is in every message (Dovecot agrees).
+            Key::Body(value) | Key::Text(value) if value.is_empty() => true,
             Key::Body(value) => {
                 self.load_body();
                 self.cache
@@ -151,8 +153,15 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// A folded header value with its line breaks removed (the whitespace
+/// that starts each continuation line stays).
+fn unfold(raw: &[u8]) -> Vec<u8> {
+    raw.iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect()
+}
+
 /// A header value in comparison form for one header match type.
 pub fn header_text(raw: &[u8], how: HeaderMatch) -> String {
+    let raw = &unfold(raw)[..];
     match how {
         HeaderMatch::Plain => text::fold(&text::decode_header(raw)),
         HeaderMatch::CompressLwsp => text::fold(&text::compress_lwsp(&text::decode_header(raw))),
@@ -170,7 +179,7 @@ fn collect(message: &[u8], part: &Part, headers: &mut Vec<String>, bodies: &mut 
     for f in header::fields(block) {
         h.push_str(&String::from_utf8_lossy(f.name));
         h.push_str(": ");
-        h.push_str(&text::decode_header(&f.value));
+        h.push_str(&text::decode_header(&unfold(&f.value)));
         h.push('\n');
     }
     headers.push(text::fold(&h));
@@ -199,5 +208,80 @@ fn collect(message: &[u8], part: &Part, headers: &mut Vec<String>, bodies: &mut 
                 bodies.push(text::fold(&decoded));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::args::Arg;
+    use crate::imap::search::SearchProgram;
+    use crate::storage::{Flags, Keywords};
+
+    struct Msg(Vec<u8>, Keywords);
+
+    impl SearchMessage for Msg {
+        fn seq(&self) -> u32 {
+            1
+        }
+        fn uid(&self) -> u32 {
+            1
+        }
+        fn flags(&self) -> Flags {
+            Flags::empty()
+        }
+        fn keywords(&self) -> &Keywords {
+            &self.1
+        }
+        fn recent(&self) -> bool {
+            false
+        }
+        fn modseq(&self) -> u64 {
+            1
+        }
+        fn internal_date(&self) -> (i64, i32) {
+            (0, 0)
+        }
+        fn save_date(&self) -> Option<i64> {
+            None
+        }
+        fn size(&mut self) -> u64 {
+            self.0.len() as u64
+        }
+        fn header(&mut self) -> &[u8] {
+            let n = header::header_len(&self.0);
+            &self.0[..n]
+        }
+        fn message(&mut self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    fn hit(message: &[u8], keys: &[&str]) -> bool {
+        let args: Vec<Arg> = keys.iter().map(|k| Arg::Quoted(k.as_bytes().to_vec())).collect();
+        let mut args = args;
+        args[0] = Arg::Atom(keys[0].to_string());
+        if keys[0] == "HEADER" {
+            args[1] = Arg::Atom(keys[1].to_string());
+        }
+        let p = SearchProgram::parse(&args, None).unwrap();
+        p.matches(&mut Msg(message.to_vec(), Keywords::new()), &SearchContext::default())
+    }
+
+    #[test]
+    fn dovecot_body_and_header_rules() {
+        let m = b"Subject: a\nX-Long: first\n second\n\nbody\n";
+        assert!(hit(m, &["HEADER", "X-Long", "first second"]));
+        assert!(hit(m, &["TEXT", "first second"]));
+        let mixed = b"Content-Type: multipart/mixed; boundary=b\n\npreamble\n--b\nContent-Type: message/rfc822\n\n\
+Subject: inner\n\ninnerbody\n--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n\
+aGVsbG9iaW5hcnk=\n--b--\nepilogue\n";
+        assert!(!hit(mixed, &["BODY", "preamble"]));
+        assert!(!hit(mixed, &["BODY", "epilogue"]));
+        assert!(!hit(mixed, &["BODY", "Subject: inner"]));
+        assert!(hit(mixed, &["TEXT", "subject: INNER"]));
+        assert!(hit(mixed, &["BODY", "innerbody"]));
+        assert!(!hit(mixed, &["BODY", "hellobinary"]));
+        assert!(hit(mixed, &["BODY", ""]));
     }
 }
