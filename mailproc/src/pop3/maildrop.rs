@@ -125,3 +125,30 @@ mod tests {
         assert_eq!(super::filename_of("u.12"), "u.12");
     }
 }
+
+#[cfg(test)]
+mod storage_tests {
+    use super::*;
+    use crate::storage::{MailLocation, NewMessage, User};
+    use dovecote_config::var_expand::MailVars;
+
+    #[test]
+    fn quit_changes_reach_the_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = format!("maildir:{}/Maildir", dir.path().display());
+        let user = User::with_location("u", MailLocation::parse(&loc, &MailVars::default(), None).unwrap());
+        let mut inbox = user.open("INBOX").unwrap();
+        for m in ["A: 1\n\nx\n", "A: 2\n\ny\n", "A: 3\n\nz\n"] {
+            inbox.save(&NewMessage { data: m.as_bytes().to_vec(), ..NewMessage::default() }).unwrap();
+        }
+        drop(inbox);
+        let mut md = MailboxDrop { mailbox: user.open("INBOX").unwrap() };
+        assert_eq!(md.snapshot(None).len(), 3);
+        md.apply(&Changes { expunge: vec![2], flag_deleted: None, seen: vec![1, 3] }).unwrap();
+        drop(md);
+        let inbox = user.open("INBOX").unwrap();
+        let left: Vec<(u32, bool)> =
+            inbox.messages().map(|m| (m.uid, m.flags.contains(Flags::SEEN))).collect();
+        assert_eq!(left, [(1, true), (3, true)]);
+    }
+}
