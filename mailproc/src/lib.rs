@@ -3,5 +3,6 @@
 //! CONDSTORE/QRESYNC and replication read.
 
 pub mod imap;
+pub mod pop3;
 pub mod postlogin;
 pub mod storage;
