@@ -317,3 +317,49 @@ fn uid_below_first_valid_uid_is_a_temporary_failure() {
     assert_eq!(out, "250 2.1.0 OK\r\n451 4.3.0 <root> Temporary internal error\r\n");
     assert!(s.dovecot.wait_log("first_valid_uid", Duration::from_secs(5)), "{}", s.dovecot.log_text());
 }
+
+fn lda(s: &Setup, args: &[&str], message: &[u8]) -> (i32, String) {
+    use std::process::Stdio;
+    let mut child = Command::new(bin_dir().join("dovecot-lda"))
+        .arg("-c")
+        .arg(&s.dovecot.conf)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dovecot-lda");
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn dovecot_lda_delivers_and_exits_with_sendmail_codes() {
+    let s = start("lmtp-lda", "");
+    let (code, err) = lda(
+        &s,
+        &["-d", "alice", "-f", "s@x"],
+        b"From s@x  Wed Nov 25 03:00:00 2026\r\nSubject: lda\r\n\r\nvia lda\r\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let mail = s.new_mail("alice");
+    assert_eq!(mail.len(), 1);
+    assert_eq!(std::fs::metadata(&mail[0]).unwrap().uid(), uid_of("vmail"));
+    assert_eq!(std::fs::read_to_string(&mail[0]).unwrap(), "Subject: lda\n\nvia lda\n");
+    // -m into a mailbox that does not exist falls back to INBOX; with
+    // lda_mailbox_autocreate it is created.
+    let (code, err) =
+        lda(&s, &["-d", "alice", "-m", "Lists", "-o", "lda_mailbox_autocreate=yes"], b"Subject: m\n\nx\n");
+    assert_eq!(code, 0, "{err}");
+    let lists = s.files.join("home/alice/Maildir/.Lists/new");
+    assert_eq!(std::fs::read_dir(&lists).map(|d| d.count()).unwrap_or(0), 1, "{}", lists.display());
+    let (code, err) = lda(&s, &["-d", "nobody"], b"Subject: x\n\nx\n");
+    assert_eq!(code, 67, "EX_NOUSER: {err}");
+    assert!(err.contains("User nobody doesn't exist"), "{err}");
+    let (code, err) = lda(&s, &["-d", "alice", "-o", "base_dir=/nonexistent-dovecote"], b"Subject: x\n\nx\n");
+    assert_eq!(code, 75, "EX_TEMPFAIL when auth is unreachable: {err}");
+    let (code, _) = lda(&s, &["-z"], b"");
+    assert_eq!(code, 64);
+    assert_eq!(s.new_mail("alice").len(), 1, "failed runs delivered nothing");
+}
