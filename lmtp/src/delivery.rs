@@ -1,0 +1,214 @@
+//! Local delivery: recipients are looked up with a userdb `USER` request
+//! over auth-userdb (auth-master protocol), and each copy is saved into the
+//! recipient's storage through `dovecote_mailproc::storage` while this
+//! process runs with the recipient's uid/gid as its *effective* ids.
+//!
+//! Privilege choice: lmtp runs as root and serves recipients of different
+//! uids in one transaction, so it cannot drop privileges for good. Around
+//! each delivery it sets the supplementary groups, the effective gid and
+//! the effective uid to the recipient's (checked against
+//! `first_valid_uid` & co. by the shared [`Privileges`]), and restores
+//! root afterwards ([`EffectiveIds`] does both, restoring on drop). Files
+//! are therefore created by the kernel as the recipient (e.g. vmail),
+//! exactly as Dovecot's lmtp does with seteuid. The process is
+//! single-threaded, so the switch cannot leak into other work.
+//!
+//! Durability: `Mailbox::save` writes, fsyncs the file, renames it into
+//! place, fsyncs the directory and appends to the index before returning;
+//! only then does [`LocalDelivery::deliver`] report success.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dovecote_auth::protocol::master_conn::{AuthMasterConnection, Lookup as AuthLookup};
+use dovecote_auth::protocol::Fields;
+use dovecote_config::var_expand::MailVars;
+use dovecote_config::Config;
+use dovecote_mailproc::postlogin::privileges::Privileges;
+use dovecote_mailproc::storage::{MailLocation, NewMessage, User};
+use nix::unistd::{Gid, Uid};
+use thiserror::Error;
+
+use crate::session::{Backend, DeliverError, DeliveryRequest, Lookup, RecipientUser};
+
+/// How long a userdb lookup may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Failures of the effective-id switch.
+#[derive(Debug, Error)]
+pub enum IdError {
+    #[error("{step}({id}) failed: {err}")]
+    Switch { step: &'static str, id: u32, err: nix::Error },
+    #[error("Can't deliver as uid {want}: running as uid {have} (not root)")]
+    NotRoot { want: u32, have: u32 },
+}
+
+/// While alive, the process' effective uid/gid and groups are the
+/// recipient's; dropping it restores root.
+pub struct EffectiveIds {
+    restore: Option<Vec<Gid>>,
+}
+
+impl EffectiveIds {
+    /// Switches to `privs` (a no-op when already running as that uid
+    /// without root).
+    pub fn switch(privs: &Privileges) -> Result<EffectiveIds, IdError> {
+        let euid = Uid::effective();
+        if !euid.is_root() {
+            if euid.as_raw() == privs.uid {
+                return Ok(EffectiveIds { restore: None });
+            }
+            return Err(IdError::NotRoot { want: privs.uid, have: euid.as_raw() });
+        }
+        if privs.uid == 0 {
+            return Ok(EffectiveIds { restore: None });
+        }
+        let original = nix::unistd::getgroups().unwrap_or_default();
+        let mut groups = vec![Gid::from_raw(privs.gid)];
+        groups.extend(privs.extra_groups.iter().map(|g| Gid::from_raw(*g)));
+        let guard = EffectiveIds { restore: Some(original) };
+        nix::unistd::setgroups(&groups).map_err(|err| IdError::Switch {
+            step: "setgroups",
+            id: privs.gid,
+            err,
+        })?;
+        nix::unistd::setegid(Gid::from_raw(privs.gid)).map_err(|err| IdError::Switch {
+            step: "setegid",
+            id: privs.gid,
+            err,
+        })?;
+        nix::unistd::seteuid(Uid::from_raw(privs.uid)).map_err(|err| IdError::Switch {
+            step: "seteuid",
+            id: privs.uid,
+            err,
+        })?;
+        Ok(guard)
+    }
+}
+
+impl Drop for EffectiveIds {
+    fn drop(&mut self) {
+        if let Some(groups) = self.restore.take() {
+            // Back to root: euid first (it grants the rest).
+            let ok = nix::unistd::seteuid(Uid::from_raw(0)).is_ok()
+                && nix::unistd::setegid(Gid::from_raw(0)).is_ok()
+                && nix::unistd::setgroups(&groups).is_ok();
+            if !ok {
+                // Running on with a recipient's ids would deliver the next
+                // recipient's mail as the wrong user: stop the process.
+                eprintln!("FATAL\tlmtp: restoring root privileges after a delivery failed");
+                std::process::exit(dovecote_master::contract::EXIT_FATAL);
+            }
+        }
+    }
+}
+
+/// Delivery into local storage.
+pub struct LocalDelivery {
+    config: Config,
+    auth_path: PathBuf,
+    auth: Option<AuthMasterConnection>,
+    /// `lmtp` or `lda`: the `service=` of lookups and `%s` in mail_location.
+    service: &'static str,
+}
+
+impl LocalDelivery {
+    /// `auth_path` is the auth-userdb socket (`base_dir/auth-userdb`).
+    pub fn new(config: &Config, auth_path: PathBuf, service: &'static str) -> LocalDelivery {
+        LocalDelivery { config: config.clone(), auth_path, auth: None, service }
+    }
+
+    fn user_lookup(&mut self, user: &str) -> Result<AuthLookup, String> {
+        // One retry: a cached connection may have been closed by auth.
+        for attempt in 0..2 {
+            if self.auth.is_none() {
+                let conn = AuthMasterConnection::connect(&self.auth_path).map_err(|e| e.to_string())?;
+                let _ = conn.set_timeout(Some(LOOKUP_TIMEOUT));
+                self.auth = Some(conn);
+            }
+            let Some(conn) = self.auth.as_mut() else { continue };
+            match conn.user(user, Fields::new().with("service", self.service)) {
+                Ok(l) => return Ok(l),
+                Err(e) => {
+                    self.auth = None;
+                    if attempt == 1 {
+                        return Err(e.to_string());
+                    }
+                }
+            }
+        }
+        Err("userdb lookup failed".into())
+    }
+
+    /// Opens the recipient's storage (already running as them).
+    fn open_user(&self, user: &RecipientUser, privs: &Privileges, session: &str) -> Result<User, String> {
+        let fields = &user.fields;
+        let home = fields.get("home").filter(|h| !h.is_empty()).map(str::to_string);
+        let vars = MailVars {
+            user: Some(user.name.clone()),
+            service: Some(self.service.to_string()),
+            home: home.clone(),
+            uid: Some(privs.uid.to_string()),
+            gid: Some(privs.gid.to_string()),
+            session: Some(session.to_string()),
+            userdb_fields: fields
+                .0
+                .iter()
+                .map(|f| (f.key.clone(), f.value.clone().unwrap_or_default()))
+                .collect(),
+            ..MailVars::default()
+        };
+        match fields.get("mail").filter(|m| !m.is_empty()) {
+            Some(mail) => {
+                let location =
+                    MailLocation::parse(mail, &vars, home.as_deref()).map_err(|e| e.to_string())?;
+                Ok(User::with_location(&user.name, location))
+            }
+            None => User::from_config(&self.config, &vars).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl Backend for LocalDelivery {
+    fn lookup(&mut self, user: &str, _session_id: &str) -> Lookup {
+        match self.user_lookup(user) {
+            Ok(AuthLookup::Found { user, fields }) => match Privileges::resolve(&self.config, &fields) {
+                Ok(_) => Lookup::Found(RecipientUser { name: user, fields }),
+                Err(e) => Lookup::TempFail(e.to_string()),
+            },
+            Ok(AuthLookup::NotFound) => Lookup::NotFound,
+            Ok(AuthLookup::Failed(reason)) => {
+                Lookup::TempFail(reason.unwrap_or_else(|| "userdb lookup failed".to_string()))
+            }
+            Err(e) => Lookup::TempFail(e),
+        }
+    }
+
+    fn deliver(&mut self, request: &DeliveryRequest<'_>) -> Result<String, DeliverError> {
+        let privs = Privileges::resolve(&self.config, &request.user.fields)
+            .map_err(|e| DeliverError::Temporary(e.to_string()))?;
+        let _ids = EffectiveIds::switch(&privs).map_err(|e| DeliverError::Temporary(e.to_string()))?;
+        let user =
+            self.open_user(request.user, &privs, request.session_id).map_err(DeliverError::Temporary)?;
+        let mut mailbox = match user.open(request.mailbox) {
+            Ok(m) => m,
+            Err(_) if request.mailbox != "INBOX" => {
+                if self.config.root.bool("lda_mailbox_autocreate")
+                    && user.create(request.mailbox).is_ok()
+                    && self.config.root.bool("lda_mailbox_autosubscribe")
+                {
+                    let _ = user.subscribe(request.mailbox, true);
+                }
+                match user.open(request.mailbox) {
+                    Ok(m) => m,
+                    // Dovecot falls back to INBOX when the mailbox is missing.
+                    Err(_) => user.open("INBOX").map_err(|e| DeliverError::Temporary(e.to_string()))?,
+                }
+            }
+            Err(e) => return Err(DeliverError::Temporary(e.to_string())),
+        };
+        let message = NewMessage { data: request.message.to_vec(), ..NewMessage::default() };
+        mailbox.save(&message).map_err(|e| DeliverError::Temporary(e.to_string()))?;
+        Ok(mailbox.name().to_string())
+    }
+}

@@ -1,0 +1,188 @@
+//! S17/S18: a real Postfix delivers to two virtual users through our lmtp —
+//! one domain via `lmtp:unix:private/dovecot-lmtp` (the socket our master
+//! creates inside Postfix's queue directory with `user = postfix`,
+//! `mode = 0600`), the other via `lmtp:inet:127.0.0.1:PORT` — and the
+//! messages land in the users' Maildirs, owned by vmail, with Dovecot's
+//! Return-Path/Delivered-To/Received headers.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Postfix {
+    etc: PathBuf,
+    child: Child,
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix").arg("-c").arg(&self.etc).arg("stop").output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ensure_postfix() {
+    if !Path::new("/usr/sbin/postfix").exists() {
+        let ok = Command::new("apt-get")
+            .args(["install", "-y", "postfix"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get");
+        assert!(ok.success(), "installing postfix failed");
+    }
+}
+
+fn start_postfix(dir: &Path, smtp_port: u16, lmtp_port: u16) -> Postfix {
+    let etc = dir.join("etc");
+    let data = dir.join("data");
+    for d in [&etc, &data, &dir.join("spool")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    nix::unistd::chown(&data, Some(nix::unistd::Uid::from_raw(uid_of("postfix"))), None).unwrap();
+    std::fs::write(
+        etc.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nqueue_directory = {d}/spool\ndata_directory = {d}/data\n\
+             mail_owner = postfix\nsetgid_group = postdrop\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n\
+             myhostname = mta.test\nmydestination =\nmaillog_file = /dev/stdout\nmynetworks = 127.0.0.0/8\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject\nsmtpd_reject_unlisted_recipient = no\n\
+             virtual_mailbox_domains = unix.test, inet.test\n\
+             transport_maps = inline:{{ unix.test=lmtp:unix:private/dovecot-lmtp, inet.test=lmtp:inet:127.0.0.1:{lmtp_port} }}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let stock = std::fs::read_to_string("/etc/postfix/master.cf").expect("Debian's /etc/postfix/master.cf");
+    let master: String = stock
+        .lines()
+        .map(|l| {
+            if l.starts_with("smtp ") && l.contains(" inet ") {
+                format!("{smtp_port} inet n - n - - smtpd")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(etc.join("master.cf"), master + "\n").unwrap();
+    let child = Command::new("postfix")
+        .arg("-c")
+        .arg(&etc)
+        .arg("start-fg")
+        .stdout(std::fs::File::create(dir.join("postfix.log")).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("postfix start-fg");
+    let postfix = Postfix { etc, child };
+    assert!(
+        wait_for(Duration::from_secs(15), || std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()),
+        "postfix did not listen; log:\n{}",
+        std::fs::read_to_string(dir.join("postfix.log")).unwrap_or_default()
+    );
+    postfix
+}
+
+fn new_mail(home: &Path, user: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(home.join(user).join("Maildir/new"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn postfix_delivers_over_the_unix_socket_and_tcp() {
+    ensure_postfix();
+    let files = PathBuf::from(format!("/tmp/dovecote-test-lmtp-postfix-{}-files", std::process::id()));
+    let _ = std::fs::remove_dir_all(&files);
+    let home = files.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    nix::unistd::chown(&home, Some(nix::unistd::Uid::from_raw(uid_of("vmail"))), None).unwrap();
+    let (vuid, vgid) = (uid_of("vmail"), gid_of("vmail"));
+    std::fs::write(
+        files.join("users"),
+        format!(
+            "alice@unix.test:{{PLAIN}}pw:{vuid}:{vgid}::{h}/alice::\nbob@inet.test:{{PLAIN}}pw:{vuid}:{vgid}::{h}/bob::\n",
+            h = home.display()
+        ),
+    )
+    .unwrap();
+    let (smtp_port, lmtp_port) = (free_port(), free_port());
+    // Postfix first: it creates the queue's private/ directory our socket goes in.
+    let postfix = start_postfix(&files.join("postfix"), smtp_port, lmtp_port);
+    let private = files.join("postfix/spool/private");
+    assert!(wait_for(Duration::from_secs(10), || private.exists()));
+    {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "dovecote-auth", "-p", "dovecote-lmtp", "--bins"]);
+        if bin_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().unwrap().success());
+    }
+    let body = format!(
+        "protocols = lmtp\nhostname = mx.test\n\
+         passdb {{\n  driver = passwd-file\n  args = {f}/users\n}}\n\
+         userdb {{\n  driver = passwd-file\n  args = {f}/users\n}}\n\
+         mail_location = maildir:~/Maildir\n\
+         service lmtp {{\n  unix_listener {p}/dovecot-lmtp {{\n    user = postfix\n    group = postfix\n    mode = 0600\n  }}\n\
+           inet_listener lmtp {{\n    port = {lmtp_port}\n  }}\n}}\n",
+        f = files.display(),
+        p = private.display()
+    );
+    let dovecot = Instance::start("lmtp-postfix", &body);
+    let socket = private.join("dovecot-lmtp");
+    assert!(wait_for(Duration::from_secs(5), || socket.exists()), "{}", dovecot.log_text());
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (uid_of("postfix"), 0o600));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import smtplib\n\
+             s = smtplib.SMTP('127.0.0.1', {smtp_port}, timeout=20)\n\
+             print(s.sendmail('sender@example.org', ['alice@unix.test'], 'Subject: via unix\\r\\n\\r\\nhello alice\\r\\n'))\n\
+             print(s.sendmail('sender@example.org', ['bob@inet.test'], 'Subject: via inet\\r\\n\\r\\nhello bob\\r\\n'))\n\
+             s.quit()\n"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let postfix_log = || std::fs::read_to_string(files.join("postfix/postfix.log")).unwrap_or_default();
+    for (user, subject, via) in [("alice", "via unix", "unix"), ("bob", "via inet", "inet")] {
+        assert!(
+            wait_for(Duration::from_secs(30), || new_mail(&home, user).len() == 1),
+            "no mail for {user}; postfix log:\n{}\ndovecot log:\n{}",
+            postfix_log(),
+            dovecot.log_text()
+        );
+        let path = &new_mail(&home, user)[0];
+        assert_eq!(std::fs::metadata(path).unwrap().uid(), uid_of("vmail"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let addr = format!("{user}@{via}.test");
+        assert!(
+            text.starts_with(&format!(
+                "Return-Path: <sender@example.org>\nDelivered-To: {addr}\nReceived: from mta.test"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("\n\tfor <{addr}>; ")), "{text}");
+        assert!(text.contains(&format!("Subject: {subject}\n")), "{text}");
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || postfix_log().matches("status=sent").count() >= 2),
+        "{}",
+        postfix_log()
+    );
+    let log = postfix_log();
+    assert!(
+        log.contains("relay=mx.test[private/dovecot-lmtp]") || log.contains("private/dovecot-lmtp"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("127.0.0.1]:{lmtp_port}")), "{log}");
+    drop(postfix);
+    let _ = std::fs::remove_dir_all(&files);
+}
