@@ -23,6 +23,9 @@ use dovecote_master::runtime::{Client, Clients, Context, Progress, Service, Stre
 use mio::{Events, Interest, Poll, Token};
 use rustls::ServerConfig;
 
+use dovecote_anvil::protocol::userip_ident;
+use dovecote_anvil::AnvilClient;
+
 use crate::auth::{AuthClient, AuthConnection, Grant, RequestInfo};
 use crate::handoff::{self, HandoffRecord};
 use crate::haproxy;
@@ -108,16 +111,17 @@ impl Machine {
         }
     }
     fn internal_failure(&self, prefix: &[u8]) -> Vec<u8> {
+        self.temporary_failure(prefix, "Internal login failure. Refer to server log for more information.")
+    }
+    /// Dovecot's CLIENT_AUTH_RESULT_TEMPFAIL reply: authentication
+    /// succeeded but the session can't start.
+    fn temporary_failure(&self, prefix: &[u8], text: &str) -> Vec<u8> {
         match self {
             Machine::Imap(_) => {
                 let tag = String::from_utf8_lossy(prefix.get(1..).unwrap_or_default()).into_owned();
-                format!("{tag} NO [UNAVAILABLE] Internal login failure. Refer to server log for more information.\r\n")
-                    .into_bytes()
+                format!("{tag} NO [UNAVAILABLE] {text}\r\n").into_bytes()
             }
-            Machine::Pop3(_) => {
-                b"-ERR [SYS/TEMP] Internal login failure. Refer to server log for more information.\r\n"
-                    .to_vec()
-            }
+            Machine::Pop3(_) => format!("-ERR [SYS/TEMP] {text}\r\n").into_bytes(),
         }
     }
     fn inactivity(&self) -> &'static [u8] {
@@ -183,6 +187,8 @@ pub struct LoginService {
     tokens: HashMap<Token, usize>,
     next_token: usize,
     deadlines: HashMap<usize, Instant>,
+    /// The anvil connection the master passed; `None` = no limit checks.
+    anvil: Option<AnvilClient>,
 }
 
 impl LoginService {
@@ -224,6 +230,14 @@ impl LoginService {
             tokens: HashMap::new(),
             next_token: 1,
             deadlines: HashMap::new(),
+            anvil: match AnvilClient::from_master() {
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    slog::error!(ctx.log, "anvil: {}", e);
+                    None
+                }
+                None => None,
+            },
         };
         service.connect_auth();
         Ok(service)
@@ -489,6 +503,32 @@ impl LoginService {
         progress
     }
 
+    /// `mail_max_userip_connections`: the refusal text when the user
+    /// already has that many sessions from this IP. A failed lookup lets
+    /// the login through, as in Dovecot.
+    fn userip_limit_reached(&mut self, session: &Session) -> Option<String> {
+        let limit = session.settings.mail_max_userip_connections;
+        let user = session.user.as_deref()?;
+        if limit == 0 {
+            return None;
+        }
+        let anvil = self.anvil.as_mut()?;
+        let ident = userip_ident(self.protocol.name(), &ip_text(session.remote), user);
+        match anvil.lookup(&ident) {
+            Ok(count) if count >= limit => Some(format!(
+                "Maximum number of connections from user+IP exceeded (mail_max_userip_connections={limit})"
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                slog::error!(self.log, "anvil lookup failed: {}", e);
+                // A dead connection stays dead (anvil restarted): stop
+                // asking instead of failing on every login.
+                self.anvil = None;
+                None
+            }
+        }
+    }
+
     fn handoff(
         &mut self,
         client: &mut Client,
@@ -500,6 +540,13 @@ impl LoginService {
             slog::error!(self.log, "BUG: handoff without an auth grant");
             return Progress::Close;
         };
+        if let Some(reason) = self.userip_limit_reached(session) {
+            let reply = session.machine.temporary_failure(&session.prefix, &reason);
+            send(client, session, &reply);
+            flush_tls(client, session);
+            slog::info!(self.log, "{}: {}", reason, self.log_fields(session));
+            return Progress::Close;
+        }
         let sec = session.machine.security();
         let mut flags = 0;
         if sec.secured {

@@ -28,6 +28,9 @@ pub struct LoginSettings {
     /// service has not yet told us its mechanisms.
     pub auth_mechanisms: Vec<String>,
     pub verbose_auth: bool,
+    /// `mail_max_userip_connections` (0 = unlimited), checked with anvil
+    /// after a successful login.
+    pub mail_max_userip_connections: u32,
 }
 
 impl Default for LoginSettings {
@@ -43,6 +46,7 @@ impl Default for LoginSettings {
             imap_literal_minus: false,
             auth_mechanisms: vec!["plain".into()],
             verbose_auth: false,
+            mail_max_userip_connections: 10,
         }
     }
 }
@@ -66,6 +70,8 @@ impl LoginSettings {
             imap_literal_minus: root.bool("imap_literal_minus"),
             auth_mechanisms: root.text("auth_mechanisms").split_whitespace().map(str::to_owned).collect(),
             verbose_auth: root.bool("auth_verbose"),
+            mail_max_userip_connections: u32::try_from(root.number("mail_max_userip_connections"))
+                .unwrap_or(u32::MAX),
         }
     }
 }

@@ -112,6 +112,11 @@ pub struct Request {
     pub passdb_user: Option<String>,
     /// userdb lookups after a login: static userdbs need no existence check.
     pub authenticated: bool,
+    /// The client IP's auth penalty when the request began.
+    pub last_penalty: u32,
+    /// The anvil ident penalties are counted on (`None`: no remote IP, or
+    /// the client asked for `no-penalty`).
+    pub penalty_ident: Option<String>,
 }
 
 impl Request {
@@ -143,6 +148,8 @@ impl Request {
             passdb_result: PassdbResult::InternalFailure,
             internal_failure: false,
             successful: false,
+            last_penalty: 0,
+            penalty_ident: None,
             passdb_user: None,
             authenticated: false,
         }
