@@ -47,6 +47,8 @@ pub struct Reply {
     pub reply: AuthReply,
     /// Set with [`AuthReply::Success`].
     pub grant: Option<Grant>,
+    /// `user=` of an OK or FAIL: the name the log lines show.
+    pub user: Option<String>,
 }
 
 /// The auth service as a login process uses it. Non-blocking: replies come
@@ -155,7 +157,7 @@ impl AuthConnection {
         self.handshake_done = false;
         self.requests
             .drain()
-            .map(|(_, client)| Reply { client, reply: AuthReply::Unavailable, grant: None })
+            .map(|(_, client)| Reply { client, reply: AuthReply::Unavailable, grant: None, user: None })
             .collect()
     }
 
@@ -185,6 +187,7 @@ impl AuthConnection {
                         client: *client,
                         reply: AuthReply::Continue(data.clone()),
                         grant: None,
+                        user: None,
                     });
                 }
             }
@@ -204,8 +207,9 @@ impl AuthConnection {
                 let grant = Grant { auth_pid: self.spid, auth_id: id, cookie: self.cookie };
                 out.push(Reply {
                     client,
-                    reply: AuthReply::Success { user, fields: extra },
+                    reply: AuthReply::Success { user: user.clone(), fields: extra },
                     grant: Some(grant),
+                    user: Some(user),
                 });
             }
             "FAIL" => {
@@ -222,6 +226,7 @@ impl AuthConnection {
                     client,
                     reply: AuthReply::Failure { code: get("code"), reason: get("reason"), temporary },
                     grant: None,
+                    user: get("user"),
                 });
             }
             _ => {}

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod handoff;
 pub mod haproxy;
 pub mod imap;
+pub mod log_format;
 pub mod policy;
 pub mod pop3;
 pub mod proxy;

@@ -30,6 +30,7 @@ use crate::auth::{AuthClient, AuthConnection, Grant, RequestInfo};
 use crate::handoff::{self, HandoffRecord};
 use crate::haproxy;
 use crate::imap::ImapLogin;
+use crate::log_format::{self, LogVars};
 use crate::policy::Security;
 use crate::pop3::Pop3Login;
 use crate::proxy::{TlsLayer, MAX_PENDING};
@@ -169,6 +170,8 @@ pub struct Session {
     auth_attempts: u32,
     grant: Option<Grant>,
     user: Option<String>,
+    /// The SASL mechanism of the latest AUTH (`%m` in log lines).
+    mech: Option<String>,
     prefix: Vec<u8>,
 }
 
@@ -272,26 +275,46 @@ impl LoginService {
         } else {
             format!("auth failed, {} attempts in {secs} secs", session.auth_attempts)
         };
-        slog::info!(self.log, "{} ({}): {}", reason, attempts, self.log_fields(session));
+        slog::info!(self.log, "{}", self.log_line(session, &format!("{reason} ({attempts})"), None));
     }
 
-    fn log_fields(&self, session: &Session) -> String {
+    /// `message` with the client's details, per `login_log_format`.
+    fn log_line(&self, session: &Session, message: &str, mail_pid: Option<u32>) -> String {
         let ip = |a: Option<SocketAddr>| a.map(|a| a.ip().to_string()).unwrap_or_default();
+        let port = |a: Option<SocketAddr>| a.map(|a| a.port().to_string()).unwrap_or_default();
         let sec = session.machine.security();
-        let tls = if sec.tls {
-            ", TLS"
-        } else if sec.secured {
-            ", secured"
+        let secured = if matches!(session.phase, Phase::TlsHandshake) {
+            Some("TLS handshaking".to_owned())
+        } else if sec.tls {
+            Some("TLS".to_owned())
         } else {
-            ""
+            sec.secured.then(|| "secured".to_owned())
         };
-        format!(
-            "user=<{}>, rip={}, lip={}{}, session=<{}>",
-            session.user.as_deref().unwrap_or(""),
-            ip(session.remote),
-            ip(session.local),
-            tls,
-            session.session_id
+        let vars = LogVars {
+            user: session.user.clone(),
+            service: self.protocol.name().to_owned(),
+            lip: ip(session.local),
+            rip: ip(session.remote),
+            lport: port(session.local),
+            rport: port(session.remote),
+            real_lip: ip(session.local),
+            real_rip: ip(session.remote),
+            real_lport: port(session.local),
+            real_rport: port(session.remote),
+            pid: std::process::id().to_string(),
+            mech: session.mech.clone(),
+            secured,
+            ssl_security: String::new(),
+            mail_pid,
+            session: session.session_id.clone(),
+            listener: String::new(),
+            local_name: String::new(),
+        };
+        log_format::line(
+            &session.settings.login_log_format,
+            &session.settings.login_log_format_elements,
+            &vars,
+            message,
         )
     }
 
@@ -446,6 +469,7 @@ impl LoginService {
                 },
                 Action::AuthBegin { mechanism, initial_response } => {
                     session.auth_attempts += 1;
+                    session.mech = Some(mechanism.to_ascii_uppercase());
                     let sec = session.machine.security();
                     let info = RequestInfo {
                         service: self.protocol.name().into(),
@@ -544,7 +568,7 @@ impl LoginService {
             let reply = session.machine.temporary_failure(&session.prefix, &reason);
             send(client, session, &reply);
             flush_tls(client, session);
-            slog::info!(self.log, "{}: {}", reason, self.log_fields(session));
+            slog::info!(self.log, "{}", self.log_line(session, &reason, None));
             return Progress::Close;
         }
         let sec = session.machine.security();
@@ -595,7 +619,11 @@ impl LoginService {
         let (pair, conn) = match result {
             Ok(x) => x,
             Err(e) => {
-                slog::error!(self.log, "{} - {}", e, self.log_fields(session));
+                slog::error!(
+                    self.log,
+                    "{}",
+                    self.log_line(session, &format!("Internal login failure: {e}"), None)
+                );
                 let reply = session.machine.internal_failure(&session.prefix);
                 send(client, session, &reply);
                 flush_tls(client, session);
@@ -650,16 +678,12 @@ impl LoginService {
             Phase::HandingOff { conn, .. } => match read_answer(conn) {
                 None => Progress::Continue,
                 Some(Ok(mail_pid)) => {
-                    slog::info!(self.log, "Login: {}, mpid={}", self.log_fields(session), mail_pid);
+                    slog::info!(self.log, "{}", self.log_line(session, "Login", mail_pid.parse().ok()));
                     Progress::Close
                 }
                 Some(Err(reason)) => {
-                    slog::error!(
-                        self.log,
-                        "Internal login failure: {} - {}",
-                        reason,
-                        self.log_fields(session)
-                    );
+                    let message = format!("Internal login failure: {reason}");
+                    slog::error!(self.log, "{}", self.log_line(session, &message, None));
                     let reply = session.machine.internal_failure(&session.prefix);
                     send(client, session, &reply);
                     Progress::Close
@@ -673,20 +697,12 @@ impl LoginService {
                             Some(Ok(mail_pid)) => {
                                 *answered = true;
                                 *answer = None;
-                                slog::info!(
-                                    self.log,
-                                    "Login: {}, mpid={}",
-                                    self.log_fields(session),
-                                    mail_pid
-                                );
+                                let line = self.log_line(session, "Login", mail_pid.parse().ok());
+                                slog::info!(self.log, "{}", line);
                             }
                             Some(Err(reason)) if !*answered => {
-                                slog::error!(
-                                    self.log,
-                                    "Internal login failure: {} - {}",
-                                    reason,
-                                    self.log_fields(session)
-                                );
+                                let message = format!("Internal login failure: {reason}");
+                                slog::error!(self.log, "{}", self.log_line(session, &message, None));
                                 let reply = session.machine.internal_failure(&session.prefix);
                                 send(client, session, &reply);
                                 flush_tls(client, session);
@@ -776,6 +792,7 @@ impl Service for LoginService {
             started: Instant::now(),
             auth_attempts: 0,
             grant: None,
+            mech: None,
             user: None,
             prefix: Vec::new(),
         };
@@ -891,6 +908,9 @@ impl Service for LoginService {
                         let Some((client, session)) = clients.get_mut(reply.client) else { continue };
                         if reply.grant.is_some() {
                             session.grant = reply.grant;
+                        }
+                        if let Some(user) = reply.user.filter(|u| !u.is_empty()) {
+                            session.user = Some(user);
                         }
                         let actions = session.machine.auth_reply(reply.reply);
                         if self.execute(client, session, actions) == Progress::Close {

@@ -31,6 +31,9 @@ pub struct LoginSettings {
     /// `mail_max_userip_connections` (0 = unlimited), checked with anvil
     /// after a successful login.
     pub mail_max_userip_connections: u32,
+    /// `login_log_format` and `login_log_format_elements` ([`crate::log_format`]).
+    pub login_log_format: String,
+    pub login_log_format_elements: String,
 }
 
 impl Default for LoginSettings {
@@ -47,6 +50,9 @@ impl Default for LoginSettings {
             auth_mechanisms: vec!["plain".into()],
             verbose_auth: false,
             mail_max_userip_connections: 10,
+            login_log_format: "%$: %s".into(),
+            login_log_format_elements: "user=<%u> method=%m rip=%r lip=%l mpid=%e %c session=<%{session}>"
+                .into(),
         }
     }
 }
@@ -72,6 +78,8 @@ impl LoginSettings {
             verbose_auth: root.bool("auth_verbose"),
             mail_max_userip_connections: u32::try_from(root.number("mail_max_userip_connections"))
                 .unwrap_or(u32::MAX),
+            login_log_format: root.text("login_log_format"),
+            login_log_format_elements: root.text("login_log_format_elements"),
         }
     }
 }
