@@ -29,6 +29,10 @@ pub struct RequestInfo {
     pub secured: bool,
     pub tls: bool,
     pub session: String,
+    /// The client presented a certificate that verified.
+    pub valid_client_cert: bool,
+    /// Its `ssl_cert_username_field` value.
+    pub cert_username: Option<String>,
 }
 
 /// What auth said OK with, needed for the handoff.
@@ -271,6 +275,12 @@ impl AuthClient for AuthConnection {
         }
         if !info.session.is_empty() {
             f.push(format!("session={}", escape(&info.session)));
+        }
+        if info.valid_client_cert {
+            f.push("valid-client-cert".to_owned());
+        }
+        if let Some(name) = &info.cert_username {
+            f.push(format!("cert_username={}", escape(name)));
         }
         if let Some(ir) = initial_response {
             f.push(if ir.is_empty() { "resp=".to_owned() } else { format!("resp={}", escape(ir)) });

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cert_name;
 pub mod handoff;
 pub mod haproxy;
 pub mod imap;

@@ -478,6 +478,11 @@ impl LoginService {
                         secured: sec.secured,
                         tls: sec.tls,
                         session: session.session_id.clone(),
+                        valid_client_cert: session.tls.as_ref().is_some_and(|t| t.has_valid_client_cert()),
+                        cert_username: session
+                            .tls
+                            .as_ref()
+                            .and_then(|t| t.peer_name(&session.settings.ssl_cert_username_field)),
                     };
                     let key = session_key(session);
                     let started = match self.auth.as_mut() {

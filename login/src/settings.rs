@@ -34,6 +34,8 @@ pub struct LoginSettings {
     /// `login_log_format` and `login_log_format_elements` ([`crate::log_format`]).
     pub login_log_format: String,
     pub login_log_format_elements: String,
+    /// `ssl_cert_username_field`: the subject field sent as `cert_username`.
+    pub ssl_cert_username_field: String,
 }
 
 impl Default for LoginSettings {
@@ -53,6 +55,7 @@ impl Default for LoginSettings {
             login_log_format: "%$: %s".into(),
             login_log_format_elements: "user=<%u> method=%m rip=%r lip=%l mpid=%e %c session=<%{session}>"
                 .into(),
+            ssl_cert_username_field: "commonName".into(),
         }
     }
 }
@@ -80,6 +83,7 @@ impl LoginSettings {
                 .unwrap_or(u32::MAX),
             login_log_format: root.text("login_log_format"),
             login_log_format_elements: root.text("login_log_format_elements"),
+            ssl_cert_username_field: root.text("ssl_cert_username_field"),
         }
     }
 }

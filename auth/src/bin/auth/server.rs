@@ -404,10 +404,23 @@ impl AuthServer {
             slog::error!(self.log, "BUG: Authentication client {cpid} sent a duplicate ID {id}");
             return false;
         }
+        let cert_username = if valid_client_cert { cert_username } else { None };
+        if self.set.ssl_require_client_cert && !valid_client_cert {
+            // Dovecot's wording; the request never reaches a mechanism.
+            let reason = "Client didn't present valid SSL certificate";
+            self.info(&format!(
+                "{}({},{}): {reason}",
+                upper.to_lowercase(),
+                vars.user,
+                vars.remote_ip.as_deref().unwrap_or("")
+            ));
+            self.send(cid, format!("FAIL\t{id}\treason={reason}"));
+            return true;
+        }
         let ctx = MechContext {
             hostname: self.set.hostname.clone(),
             anonymous_username: self.set.anonymous_username.clone(),
-            cert_username: if valid_client_cert { cert_username } else { None },
+            cert_username: cert_username.clone(),
         };
         let Some(mechanism) = mech::server(&upper, &ctx) else {
             slog::error!(
@@ -421,6 +434,7 @@ impl AuthServer {
         let mut req = Request::new(Origin::Auth, cid, id, vars);
         req.mech_name = upper;
         req.final_resp_ok = final_resp_ok;
+        req.cert_username = cert_username;
         req.state = State::MechContinue;
         if let Some(conn) = self.conns.get_mut(&cid) {
             conn.requests.insert(id, key);
@@ -614,7 +628,11 @@ impl AuthServer {
             Some(m) => m.identity().clone(),
             None => return false,
         };
-        let raw = identity.user.clone().unwrap_or_default();
+        let raw = match (&req.cert_username, set.ssl_username_from_cert) {
+            // The certificate's name wins over what the mechanism said.
+            (Some(cert), true) if !cert.is_empty() => cert.clone(),
+            _ => identity.user.clone().unwrap_or_default(),
+        };
         let (authcid, login) = match (identity.login_user.clone(), split_master(set, &raw)) {
             (Some(login), _) => (raw.clone(), Some(login)),
             (None, Some((login, master))) => (master, Some(login)),
