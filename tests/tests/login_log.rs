@@ -99,7 +99,7 @@ fn default_format_login_and_failed_auth_lines() {
     let line = log_line(&dovecot, "(auth failed, 1 attempts in ");
     let rest = line.split("imap-login: Info: ").nth(1).unwrap();
     assert!(
-        rest.starts_with("Disconnected: ")
+        rest.starts_with("Aborted login by logging out (auth failed, 1 attempts in ")
             && rest.contains(
                 " secs): user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, secured, session=<"
             ),
