@@ -29,6 +29,10 @@ pub struct RequestInfo {
     pub secured: bool,
     pub tls: bool,
     pub session: String,
+    /// The client presented a certificate that verified.
+    pub valid_client_cert: bool,
+    /// Its `ssl_cert_username_field` value.
+    pub cert_username: Option<String>,
 }
 
 /// What auth said OK with, needed for the handoff.
@@ -47,6 +51,8 @@ pub struct Reply {
     pub reply: AuthReply,
     /// Set with [`AuthReply::Success`].
     pub grant: Option<Grant>,
+    /// `user=` of an OK or FAIL: the name the log lines show.
+    pub user: Option<String>,
 }
 
 /// The auth service as a login process uses it. Non-blocking: replies come
@@ -155,7 +161,7 @@ impl AuthConnection {
         self.handshake_done = false;
         self.requests
             .drain()
-            .map(|(_, client)| Reply { client, reply: AuthReply::Unavailable, grant: None })
+            .map(|(_, client)| Reply { client, reply: AuthReply::Unavailable, grant: None, user: None })
             .collect()
     }
 
@@ -185,6 +191,7 @@ impl AuthConnection {
                         client: *client,
                         reply: AuthReply::Continue(data.clone()),
                         grant: None,
+                        user: None,
                     });
                 }
             }
@@ -204,8 +211,9 @@ impl AuthConnection {
                 let grant = Grant { auth_pid: self.spid, auth_id: id, cookie: self.cookie };
                 out.push(Reply {
                     client,
-                    reply: AuthReply::Success { user, fields: extra },
+                    reply: AuthReply::Success { user: user.clone(), fields: extra },
                     grant: Some(grant),
+                    user: Some(user),
                 });
             }
             "FAIL" => {
@@ -222,6 +230,7 @@ impl AuthConnection {
                     client,
                     reply: AuthReply::Failure { code: get("code"), reason: get("reason"), temporary },
                     grant: None,
+                    user: get("user"),
                 });
             }
             _ => {}
@@ -266,6 +275,12 @@ impl AuthClient for AuthConnection {
         }
         if !info.session.is_empty() {
             f.push(format!("session={}", escape(&info.session)));
+        }
+        if info.valid_client_cert {
+            f.push("valid-client-cert".to_owned());
+        }
+        if let Some(name) = &info.cert_username {
+            f.push(format!("cert_username={}", escape(name)));
         }
         if let Some(ir) = initial_response {
             f.push(if ir.is_empty() { "resp=".to_owned() } else { format!("resp={}", escape(ir)) });

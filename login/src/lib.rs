@@ -22,9 +22,11 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cert_name;
 pub mod handoff;
 pub mod haproxy;
 pub mod imap;
+pub mod log_format;
 pub mod policy;
 pub mod pop3;
 pub mod proxy;

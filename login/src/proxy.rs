@@ -119,4 +119,11 @@ impl TlsLayer {
     pub fn has_valid_client_cert(&self) -> bool {
         self.conn.peer_certificates().is_some_and(|c| !c.is_empty())
     }
+
+    /// `field` (`ssl_cert_username_field`) of the verified client
+    /// certificate's subject.
+    pub fn peer_name(&self, field: &str) -> Option<String> {
+        let cert = self.conn.peer_certificates()?.first()?;
+        crate::cert_name::peer_name(cert.as_ref(), field)
+    }
 }

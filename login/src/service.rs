@@ -23,10 +23,14 @@ use dovecote_master::runtime::{Client, Clients, Context, Progress, Service, Stre
 use mio::{Events, Interest, Poll, Token};
 use rustls::ServerConfig;
 
+use dovecote_anvil::protocol::userip_ident;
+use dovecote_anvil::AnvilClient;
+
 use crate::auth::{AuthClient, AuthConnection, Grant, RequestInfo};
 use crate::handoff::{self, HandoffRecord};
 use crate::haproxy;
 use crate::imap::ImapLogin;
+use crate::log_format::{self, LogVars};
 use crate::policy::Security;
 use crate::pop3::Pop3Login;
 use crate::proxy::{TlsLayer, MAX_PENDING};
@@ -108,16 +112,17 @@ impl Machine {
         }
     }
     fn internal_failure(&self, prefix: &[u8]) -> Vec<u8> {
+        self.temporary_failure(prefix, "Internal login failure. Refer to server log for more information.")
+    }
+    /// Dovecot's CLIENT_AUTH_RESULT_TEMPFAIL reply: authentication
+    /// succeeded but the session can't start.
+    fn temporary_failure(&self, prefix: &[u8], text: &str) -> Vec<u8> {
         match self {
             Machine::Imap(_) => {
                 let tag = String::from_utf8_lossy(prefix.get(1..).unwrap_or_default()).into_owned();
-                format!("{tag} NO [UNAVAILABLE] Internal login failure. Refer to server log for more information.\r\n")
-                    .into_bytes()
+                format!("{tag} NO [UNAVAILABLE] {text}\r\n").into_bytes()
             }
-            Machine::Pop3(_) => {
-                b"-ERR [SYS/TEMP] Internal login failure. Refer to server log for more information.\r\n"
-                    .to_vec()
-            }
+            Machine::Pop3(_) => format!("-ERR [SYS/TEMP] {text}\r\n").into_bytes(),
         }
     }
     fn inactivity(&self) -> &'static [u8] {
@@ -165,6 +170,8 @@ pub struct Session {
     auth_attempts: u32,
     grant: Option<Grant>,
     user: Option<String>,
+    /// The SASL mechanism of the latest AUTH (`%m` in log lines).
+    mech: Option<String>,
     prefix: Vec<u8>,
 }
 
@@ -183,6 +190,8 @@ pub struct LoginService {
     tokens: HashMap<Token, usize>,
     next_token: usize,
     deadlines: HashMap<usize, Instant>,
+    /// The anvil connection the master passed; `None` = no limit checks.
+    anvil: Option<AnvilClient>,
 }
 
 impl LoginService {
@@ -224,6 +233,14 @@ impl LoginService {
             tokens: HashMap::new(),
             next_token: 1,
             deadlines: HashMap::new(),
+            anvil: match AnvilClient::from_master() {
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    slog::error!(ctx.log, "anvil: {}", e);
+                    None
+                }
+                None => None,
+            },
         };
         service.connect_auth();
         Ok(service)
@@ -258,26 +275,46 @@ impl LoginService {
         } else {
             format!("auth failed, {} attempts in {secs} secs", session.auth_attempts)
         };
-        slog::info!(self.log, "{} ({}): {}", reason, attempts, self.log_fields(session));
+        slog::info!(self.log, "{}", self.log_line(session, &format!("{reason} ({attempts})"), None));
     }
 
-    fn log_fields(&self, session: &Session) -> String {
+    /// `message` with the client's details, per `login_log_format`.
+    fn log_line(&self, session: &Session, message: &str, mail_pid: Option<u32>) -> String {
         let ip = |a: Option<SocketAddr>| a.map(|a| a.ip().to_string()).unwrap_or_default();
+        let port = |a: Option<SocketAddr>| a.map(|a| a.port().to_string()).unwrap_or_default();
         let sec = session.machine.security();
-        let tls = if sec.tls {
-            ", TLS"
-        } else if sec.secured {
-            ", secured"
+        let secured = if matches!(session.phase, Phase::TlsHandshake) {
+            Some("TLS handshaking".to_owned())
+        } else if sec.tls {
+            Some("TLS".to_owned())
         } else {
-            ""
+            sec.secured.then(|| "secured".to_owned())
         };
-        format!(
-            "user=<{}>, rip={}, lip={}{}, session=<{}>",
-            session.user.as_deref().unwrap_or(""),
-            ip(session.remote),
-            ip(session.local),
-            tls,
-            session.session_id
+        let vars = LogVars {
+            user: session.user.clone(),
+            service: self.protocol.name().to_owned(),
+            lip: ip(session.local),
+            rip: ip(session.remote),
+            lport: port(session.local),
+            rport: port(session.remote),
+            real_lip: ip(session.local),
+            real_rip: ip(session.remote),
+            real_lport: port(session.local),
+            real_rport: port(session.remote),
+            pid: std::process::id().to_string(),
+            mech: session.mech.clone(),
+            secured,
+            ssl_security: String::new(),
+            mail_pid,
+            session: session.session_id.clone(),
+            listener: String::new(),
+            local_name: String::new(),
+        };
+        log_format::line(
+            &session.settings.login_log_format,
+            &session.settings.login_log_format_elements,
+            &vars,
+            message,
         )
     }
 
@@ -432,6 +469,7 @@ impl LoginService {
                 },
                 Action::AuthBegin { mechanism, initial_response } => {
                     session.auth_attempts += 1;
+                    session.mech = Some(mechanism.to_ascii_uppercase());
                     let sec = session.machine.security();
                     let info = RequestInfo {
                         service: self.protocol.name().into(),
@@ -440,6 +478,11 @@ impl LoginService {
                         secured: sec.secured,
                         tls: sec.tls,
                         session: session.session_id.clone(),
+                        valid_client_cert: session.tls.as_ref().is_some_and(|t| t.has_valid_client_cert()),
+                        cert_username: session
+                            .tls
+                            .as_ref()
+                            .and_then(|t| t.peer_name(&session.settings.ssl_cert_username_field)),
                     };
                     let key = session_key(session);
                     let started = match self.auth.as_mut() {
@@ -489,6 +532,32 @@ impl LoginService {
         progress
     }
 
+    /// `mail_max_userip_connections`: the refusal text when the user
+    /// already has that many sessions from this IP. A failed lookup lets
+    /// the login through, as in Dovecot.
+    fn userip_limit_reached(&mut self, session: &Session) -> Option<String> {
+        let limit = session.settings.mail_max_userip_connections;
+        let user = session.user.as_deref()?;
+        if limit == 0 {
+            return None;
+        }
+        let anvil = self.anvil.as_mut()?;
+        let ident = userip_ident(self.protocol.name(), &ip_text(session.remote), user);
+        match anvil.lookup(&ident) {
+            Ok(count) if count >= limit => Some(format!(
+                "Maximum number of connections from user+IP exceeded (mail_max_userip_connections={limit})"
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                slog::error!(self.log, "anvil lookup failed: {}", e);
+                // A dead connection stays dead (anvil restarted): stop
+                // asking instead of failing on every login.
+                self.anvil = None;
+                None
+            }
+        }
+    }
+
     fn handoff(
         &mut self,
         client: &mut Client,
@@ -500,6 +569,13 @@ impl LoginService {
             slog::error!(self.log, "BUG: handoff without an auth grant");
             return Progress::Close;
         };
+        if let Some(reason) = self.userip_limit_reached(session) {
+            let reply = session.machine.temporary_failure(&session.prefix, &reason);
+            send(client, session, &reply);
+            flush_tls(client, session);
+            slog::info!(self.log, "{}", self.log_line(session, &reason, None));
+            return Progress::Close;
+        }
         let sec = session.machine.security();
         let mut flags = 0;
         if sec.secured {
@@ -548,7 +624,11 @@ impl LoginService {
         let (pair, conn) = match result {
             Ok(x) => x,
             Err(e) => {
-                slog::error!(self.log, "{} - {}", e, self.log_fields(session));
+                slog::error!(
+                    self.log,
+                    "{}",
+                    self.log_line(session, &format!("Internal login failure: {e}"), None)
+                );
                 let reply = session.machine.internal_failure(&session.prefix);
                 send(client, session, &reply);
                 flush_tls(client, session);
@@ -603,16 +683,12 @@ impl LoginService {
             Phase::HandingOff { conn, .. } => match read_answer(conn) {
                 None => Progress::Continue,
                 Some(Ok(mail_pid)) => {
-                    slog::info!(self.log, "Login: {}, mpid={}", self.log_fields(session), mail_pid);
+                    slog::info!(self.log, "{}", self.log_line(session, "Login", mail_pid.parse().ok()));
                     Progress::Close
                 }
                 Some(Err(reason)) => {
-                    slog::error!(
-                        self.log,
-                        "Internal login failure: {} - {}",
-                        reason,
-                        self.log_fields(session)
-                    );
+                    let message = format!("Internal login failure: {reason}");
+                    slog::error!(self.log, "{}", self.log_line(session, &message, None));
                     let reply = session.machine.internal_failure(&session.prefix);
                     send(client, session, &reply);
                     Progress::Close
@@ -626,20 +702,12 @@ impl LoginService {
                             Some(Ok(mail_pid)) => {
                                 *answered = true;
                                 *answer = None;
-                                slog::info!(
-                                    self.log,
-                                    "Login: {}, mpid={}",
-                                    self.log_fields(session),
-                                    mail_pid
-                                );
+                                let line = self.log_line(session, "Login", mail_pid.parse().ok());
+                                slog::info!(self.log, "{}", line);
                             }
                             Some(Err(reason)) if !*answered => {
-                                slog::error!(
-                                    self.log,
-                                    "Internal login failure: {} - {}",
-                                    reason,
-                                    self.log_fields(session)
-                                );
+                                let message = format!("Internal login failure: {reason}");
+                                slog::error!(self.log, "{}", self.log_line(session, &message, None));
                                 let reply = session.machine.internal_failure(&session.prefix);
                                 send(client, session, &reply);
                                 flush_tls(client, session);
@@ -729,6 +797,7 @@ impl Service for LoginService {
             started: Instant::now(),
             auth_attempts: 0,
             grant: None,
+            mech: None,
             user: None,
             prefix: Vec::new(),
         };
@@ -844,6 +913,9 @@ impl Service for LoginService {
                         let Some((client, session)) = clients.get_mut(reply.client) else { continue };
                         if reply.grant.is_some() {
                             session.grant = reply.grant;
+                        }
+                        if let Some(user) = reply.user.filter(|u| !u.is_empty()) {
+                            session.user = Some(user);
                         }
                         let actions = session.machine.auth_reply(reply.reply);
                         if self.execute(client, session, actions) == Progress::Close {

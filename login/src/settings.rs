@@ -28,6 +28,14 @@ pub struct LoginSettings {
     /// service has not yet told us its mechanisms.
     pub auth_mechanisms: Vec<String>,
     pub verbose_auth: bool,
+    /// `mail_max_userip_connections` (0 = unlimited), checked with anvil
+    /// after a successful login.
+    pub mail_max_userip_connections: u32,
+    /// `login_log_format` and `login_log_format_elements` ([`crate::log_format`]).
+    pub login_log_format: String,
+    pub login_log_format_elements: String,
+    /// `ssl_cert_username_field`: the subject field sent as `cert_username`.
+    pub ssl_cert_username_field: String,
 }
 
 impl Default for LoginSettings {
@@ -43,6 +51,11 @@ impl Default for LoginSettings {
             imap_literal_minus: false,
             auth_mechanisms: vec!["plain".into()],
             verbose_auth: false,
+            mail_max_userip_connections: 10,
+            login_log_format: "%$: %s".into(),
+            login_log_format_elements: "user=<%u> method=%m rip=%r lip=%l mpid=%e %c session=<%{session}>"
+                .into(),
+            ssl_cert_username_field: "commonName".into(),
         }
     }
 }
@@ -66,6 +79,11 @@ impl LoginSettings {
             imap_literal_minus: root.bool("imap_literal_minus"),
             auth_mechanisms: root.text("auth_mechanisms").split_whitespace().map(str::to_owned).collect(),
             verbose_auth: root.bool("auth_verbose"),
+            mail_max_userip_connections: u32::try_from(root.number("mail_max_userip_connections"))
+                .unwrap_or(u32::MAX),
+            login_log_format: root.text("login_log_format"),
+            login_log_format_elements: root.text("login_log_format_elements"),
+            ssl_cert_username_field: root.text("ssl_cert_username_field"),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | 4 | status pipe (write end, shared by the service's processes): [`StatusRecord`]s | child → master |
 //! | 5 | control socket (this process's own stream socket): [`ControlCommand`] lines; EOF = master gone | master → child |
 //! | 6.. | listeners in config order (unix, fifo, inet as configured), named by `DOVECOTE_LISTENERS` | — |
+//! | after the listeners | login, imap/pop3 and `auth` only: a connection to anvil, named by [`ENV_ANVIL_FD`] | both ways |
 
 use std::os::fd::RawFd;
 
@@ -38,6 +39,11 @@ pub const ENV_GENERATION: &str = "DOVECOTE_GENERATION";
 /// Set only for chrooted services: the privilege drop the runtime must do
 /// itself right after exec (see [`Restrict`]).
 pub const ENV_RESTRICT: &str = "DOVECOTE_RESTRICT";
+/// The fd number of the anvil connection the master opened for this
+/// process (login services: `anvil`; `auth`: `anvil-auth-penalty`). The
+/// sockets are root-only and these processes are restricted before their
+/// own code runs, so the master connects on their behalf (dovecote_anvil).
+pub const ENV_ANVIL_FD: &str = "DOVECOTE_ANVIL_FD";
 /// The master's RLIMIT_CORE soft limit, re-applied after exec because an
 /// exec that changes SELinux domain resets rlimits.
 pub const ENV_CORE_LIMIT: &str = "DOVECOTE_CORE_LIMIT";

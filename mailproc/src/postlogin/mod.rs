@@ -13,6 +13,7 @@
 //! runtime client until the mail session ends, so the runtime keeps the
 //! process alive exactly as long as the session.
 
+mod anvil_session;
 pub mod privileges;
 
 use std::collections::HashMap;
@@ -297,6 +298,7 @@ impl<P: MailProtocol> PostLogin<P> {
         client.user = Some(login.name.clone());
         client.state = String::new();
         client.send(format!("OK\t{}\n", std::process::id()).as_bytes());
+        anvil_session::session_started(&self.log, P::SERVICE, &login);
         let input = login.record.client_input.clone();
         let mut conn = MailConn {
             login_client: client.id(),
@@ -402,6 +404,7 @@ impl<P: MailProtocol> PostLogin<P> {
     fn finish(&mut self, conn: MailConn<P::Session>) {
         let text = self.proto.disconnect_text(&conn.session, conn.logged_out, conn.bytes_in, conn.bytes_out);
         slog::info!(self.log, "{}", text; "user" => &conn.login.name, "session" => &conn.login.record.session_id);
+        anvil_session::session_finished(&self.log, P::SERVICE, &conn.login);
         let _ = self.poll.registry().deregister(&mut SourceFd(&conn.file.as_raw_fd()));
         self.finished.push(conn.login_client);
     }

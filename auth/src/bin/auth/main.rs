@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 mod cache;
+mod penalty;
 mod request;
 mod server;
 mod settings;

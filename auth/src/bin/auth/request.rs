@@ -112,6 +112,13 @@ pub struct Request {
     pub passdb_user: Option<String>,
     /// userdb lookups after a login: static userdbs need no existence check.
     pub authenticated: bool,
+    /// `cert_username=` of a verified client certificate.
+    pub cert_username: Option<String>,
+    /// The client IP's auth penalty when the request began.
+    pub last_penalty: u32,
+    /// The anvil ident penalties are counted on (`None`: no remote IP, or
+    /// the client asked for `no-penalty`).
+    pub penalty_ident: Option<String>,
 }
 
 impl Request {
@@ -143,6 +150,9 @@ impl Request {
             passdb_result: PassdbResult::InternalFailure,
             internal_failure: false,
             successful: false,
+            cert_username: None,
+            last_penalty: 0,
+            penalty_ident: None,
             passdb_user: None,
             authenticated: false,
         }

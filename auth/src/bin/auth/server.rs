@@ -15,6 +15,8 @@
 //!
 //! Failed authentications are answered after `auth_failure_delay`,
 //! flushed every 500 ms as Dovecot does, unless the passdb set `nodelay`.
+//! AUTH requests from an IP with an auth penalty start only after the
+//! penalty's delay ([`crate::penalty`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read};
@@ -31,6 +33,7 @@ use dovecote_config::{Config, SectionKind};
 use dovecote_master::{Client, Clients, Progress, Service};
 
 use crate::cache::{AuthCache, Cached};
+use crate::penalty::{self, Penalty};
 use crate::request::{
     check_allow_nets, fail_line, fix_username, numeric_id, ok_line, pass_line, split_master, user_line,
     Origin, Purpose, Request, State,
@@ -110,6 +113,13 @@ struct DelayedFailure {
     line: String,
 }
 
+/// An AUTH held back by its IP's penalty.
+struct Penalized {
+    at: Instant,
+    key: u64,
+    initial: Option<Vec<u8>>,
+}
+
 /// A running LIST.
 struct ListJob {
     conn: usize,
@@ -143,6 +153,8 @@ pub struct AuthServer {
     /// Requests in a static userdb's passdb existence check → the userdb.
     pending_static_check: HashMap<u64, usize>,
     last_sweep: Instant,
+    penalty: Penalty,
+    penalized: Vec<Penalized>,
 }
 
 fn new_cookie() -> String {
@@ -166,6 +178,7 @@ impl AuthServer {
         // The settings live as long as the process (a reload starts a new
         // auth process); the passdb/userdb chains borrow their rules.
         let set: &'static AuthSettings = Box::leak(Box::new(settings));
+        let penalty_log = log.clone();
         Ok(AuthServer {
             set,
             passdbs,
@@ -187,6 +200,8 @@ impl AuthServer {
             userdb_owners,
             pending_static_check: HashMap::new(),
             last_sweep: Instant::now(),
+            penalty: Penalty::from_master(&penalty_log),
+            penalized: Vec::new(),
         })
     }
 
@@ -352,6 +367,7 @@ impl AuthServer {
         let mut final_resp_ok = false;
         let mut cert_username = None;
         let mut valid_client_cert = false;
+        let mut no_penalty = false;
         let mut rest = f[3..].iter();
         for param in rest.by_ref() {
             let (name, value) = param.split_once('=').unwrap_or((param.as_str(), ""));
@@ -366,6 +382,7 @@ impl AuthServer {
                 "secured" => vars.secured = true,
                 "final-resp-ok" => final_resp_ok = true,
                 "valid-client-cert" => valid_client_cert = true,
+                "no-penalty" => no_penalty = true,
                 "cert_username" => cert_username = v,
                 "resp" => {
                     initial = Some(value.to_string());
@@ -387,10 +404,23 @@ impl AuthServer {
             slog::error!(self.log, "BUG: Authentication client {cpid} sent a duplicate ID {id}");
             return false;
         }
+        let cert_username = if valid_client_cert { cert_username } else { None };
+        if self.set.ssl_require_client_cert && !valid_client_cert {
+            // Dovecot's wording; the request never reaches a mechanism.
+            let reason = "Client didn't present valid SSL certificate";
+            self.info(&format!(
+                "{}({},{}): {reason}",
+                upper.to_lowercase(),
+                vars.user,
+                vars.remote_ip.as_deref().unwrap_or("")
+            ));
+            self.send(cid, format!("FAIL\t{id}\treason={reason}"));
+            return true;
+        }
         let ctx = MechContext {
             hostname: self.set.hostname.clone(),
             anonymous_username: self.set.anonymous_username.clone(),
-            cert_username: if valid_client_cert { cert_username } else { None },
+            cert_username: cert_username.clone(),
         };
         let Some(mechanism) = mech::server(&upper, &ctx) else {
             slog::error!(
@@ -404,6 +434,7 @@ impl AuthServer {
         let mut req = Request::new(Origin::Auth, cid, id, vars);
         req.mech_name = upper;
         req.final_resp_ok = final_resp_ok;
+        req.cert_username = cert_username;
         req.state = State::MechContinue;
         if let Some(conn) = self.conns.get_mut(&cid) {
             conn.requests.insert(id, key);
@@ -434,12 +465,47 @@ impl AuthServer {
             Some(_) => Some(Vec::new()),
             None => None,
         };
-        let mut mechanism = mechanism;
-        let step = mechanism.start(initial_data.as_deref());
+        req.penalty_ident = if no_penalty { None } else { penalty::ident(req.vars.remote_ip.as_deref()) };
+        let delay = match &req.penalty_ident {
+            Some(ident) => {
+                let (current, delay) = self.penalty.lookup(&self.log, ident);
+                req.last_penalty = current;
+                delay
+            }
+            None => None,
+        };
         req.mech = Some(mechanism);
+        if let Some(delay) = delay {
+            // Not waiting for a CONT while held: one would be unexpected.
+            req.state = State::Passdb;
+            self.requests.insert(key, req);
+            self.penalized.push(Penalized { at: Instant::now() + delay, key, initial: initial_data });
+            return true;
+        }
         self.requests.insert(key, req);
-        self.mech_step(key, step);
+        self.start_mech(key, initial_data);
         true
+    }
+
+    /// Runs the mechanism's first step (now, or after the penalty delay).
+    fn start_mech(&mut self, key: u64, initial: Option<Vec<u8>>) {
+        let Some(req) = self.requests.get_mut(&key) else { return };
+        let Some(mut mechanism) = req.mech.take() else { return };
+        req.state = State::MechContinue;
+        let step = mechanism.start(initial.as_deref());
+        req.mech = Some(mechanism);
+        self.mech_step(key, step);
+    }
+
+    /// Starts the held AUTHs whose penalty delay is over.
+    fn release_penalized(&mut self) {
+        let now = Instant::now();
+        let (due, held): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.penalized).into_iter().partition(|p| p.at <= now);
+        self.penalized = held;
+        for p in due {
+            self.start_mech(p.key, p.initial);
+        }
     }
 
     fn auth_continue(&mut self, cid: usize, f: &[String]) -> bool {
@@ -562,7 +628,11 @@ impl AuthServer {
             Some(m) => m.identity().clone(),
             None => return false,
         };
-        let raw = identity.user.clone().unwrap_or_default();
+        let raw = match (&req.cert_username, set.ssl_username_from_cert) {
+            // The certificate's name wins over what the mechanism said.
+            (Some(cert), true) if !cert.is_empty() => cert.clone(),
+            _ => identity.user.clone().unwrap_or_default(),
+        };
         let (authcid, login) = match (identity.login_user.clone(), split_master(set, &raw)) {
             (Some(login), _) => (raw.clone(), Some(login)),
             (None, Some((login, master))) => (master, Some(login)),
@@ -825,6 +895,12 @@ impl AuthServer {
         let kind = self.conns.get(&req.conn).map(|c| c.kind);
         let login = matches!(kind, Some(ConnKind::Client { login: true, .. }));
         req.successful = true;
+        let reset = req.penalty_ident.clone().filter(|_| req.last_penalty != 0);
+        if let Some(ident) = reset {
+            // A success from a penalised IP clears its penalty.
+            self.penalty.update(&self.log, &ident, 0, 0);
+        }
+        let Some(req) = self.requests.get_mut(&key) else { return };
         let line = ok_line(req, !login, final_resp);
         let (conn, id) = (req.conn, req.id);
         let keep = login && !req.extra.has("nologin") && !req.extra.has("proxy");
@@ -855,6 +931,10 @@ impl AuthServer {
             matches!(self.conns.get(&req.conn).map(|c| c.kind), Some(ConnKind::Client { login: true, .. }));
         let line = fail_line(&req, !login);
         self.debug(&format!("client passdb out: {line}"));
+        if let (Some(ident), false) = (&req.penalty_ident, req.internal_failure) {
+            let checksum = penalty::userpass_checksum(req.mech_password.as_deref(), &req.vars.user);
+            self.penalty.update(&self.log, ident, checksum, req.last_penalty + 1);
+        }
         if req.fail_fields.has("nodelay") || req.extra.has("nodelay") || self.set.failure_delay.is_zero() {
             self.send(req.conn, line);
             return;
@@ -1639,7 +1719,11 @@ impl Service for AuthServer {
 
     fn next_deadline(&self) -> Option<Instant> {
         let sweep = self.last_sweep + Duration::from_secs(1);
-        [self.next_failure_check, self.workers.next_deadline(), Some(sweep)].into_iter().flatten().min()
+        let penalized = self.penalized.iter().map(|p| p.at).min();
+        [self.next_failure_check, self.workers.next_deadline(), Some(sweep), penalized]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn tick(&mut self, clients: &mut Clients<'_, Session>) {
@@ -1648,6 +1732,9 @@ impl Service for AuthServer {
         }
         if self.next_failure_check.is_some_and(|t| Instant::now() >= t) {
             self.flush_failures(false);
+        }
+        if self.penalized.iter().any(|p| p.at <= Instant::now()) {
+            self.release_penalized();
         }
         if self.last_sweep.elapsed() >= Duration::from_secs(1) {
             self.last_sweep = Instant::now();

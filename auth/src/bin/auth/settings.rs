@@ -89,6 +89,12 @@ pub struct AuthSettings {
     pub worker_max_count: usize,
     /// `auth_verbose`.
     pub verbose: bool,
+    /// `auth_ssl_require_client_cert`: AUTH without a verified client
+    /// certificate fails.
+    pub ssl_require_client_cert: bool,
+    /// `auth_ssl_username_from_cert`: the certificate's name
+    /// (`cert_username=` from the login process) replaces the mechanism's.
+    pub ssl_username_from_cert: bool,
     /// `auth_debug`.
     pub debug: bool,
     /// `auth_debug_passwords` (implies debug).
@@ -224,6 +230,8 @@ impl AuthSettings {
             cache_negative_ttl: secs("auth_cache_negative_ttl"),
             worker_max_count: usize::try_from(root.number("auth_worker_max_count")).unwrap_or(30).max(1),
             verbose: root.bool("auth_verbose") || root.bool("auth_debug") || debug_passwords,
+            ssl_require_client_cert: root.bool("auth_ssl_require_client_cert"),
+            ssl_username_from_cert: root.bool("auth_ssl_username_from_cert"),
             debug: root.bool("auth_debug") || debug_passwords,
             debug_passwords,
             hostname,

@@ -13,6 +13,7 @@
 //!   warning at startup instead of failing the whole start: most of
 //!   Dovecot's 30 default services have no binary in dovecote yet.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -102,6 +103,10 @@ pub struct ServiceSettings {
     /// The configuration text for the config pipe.
     pub config_text: String,
     pub receives_key_password: bool,
+    /// The anvil listener the master connects this service's processes
+    /// to at spawn (contract::ENV_ANVIL_FD): `anvil` for login and mail
+    /// services, `anvil-auth-penalty` for `auth`.
+    pub anvil_socket: Option<PathBuf>,
 }
 
 pub struct MasterSettings {
@@ -203,6 +208,7 @@ pub fn build(config: Config) -> Result<MasterSettings, SettingsError> {
         argv.extend(words.map(str::to_owned));
         services.push(build_service(&config, section, executable, argv, &base_dir, ssl_enabled)?);
     }
+    attach_anvil(&config, &mut services);
     let shutdown_clients = config.root.bool("shutdown_clients");
     let unprivileged = !nix::unistd::geteuid().is_root();
     let login_gid = if unprivileged {
@@ -232,6 +238,34 @@ pub fn build(config: Config) -> Result<MasterSettings, SettingsError> {
         login_gid,
         unprivileged,
     })
+}
+
+/// Sets [`ServiceSettings::anvil_socket`] from the `type = anvil`
+/// service's listeners (unless that service is disabled or missing).
+fn attach_anvil(config: &Config, services: &mut [ServiceSettings]) {
+    let types: HashMap<String, String> =
+        config.services().map(|s| (s.name.clone(), s.text("type"))).collect();
+    let Some(anvil) = services.iter().find(|s| types.get(&s.name).is_some_and(|t| t == "anvil")) else {
+        return;
+    };
+    let path_of = |name: &str| {
+        anvil
+            .listeners
+            .iter()
+            .find(|l| l.kind == ListenerKind::Unix && l.name.name == name)
+            .map(|l| l.path.clone())
+    };
+    let (login, penalty) = (path_of("anvil"), path_of("anvil-auth-penalty"));
+    for service in services.iter_mut() {
+        // Post-login mail services start as root but may have dropped to
+        // the mail user before their first session registers.
+        let mail = matches!(service.name.as_str(), "imap" | "pop3" | "submission" | "managesieve");
+        if mail || types.get(&service.name).is_some_and(|t| t == "login") {
+            service.anvil_socket = login.clone();
+        } else if service.name == "auth" {
+            service.anvil_socket = penalty.clone();
+        }
+    }
 }
 
 fn build_service(
@@ -418,6 +452,7 @@ fn build_service(
         listeners,
         config_text,
         receives_key_password: has_inet,
+        anvil_socket: None,
     })
 }
 

@@ -22,8 +22,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 
 use dovecote_master::contract::{
-    encode_listeners, Level, LogLine, Restrict, ENV_CORE_LIMIT, ENV_GENERATION, ENV_LISTENERS, ENV_RESTRICT,
-    ENV_SERVICE, EXIT_EXEC_FAILED, EXIT_FATAL, FD_FIRST_LISTENER,
+    encode_listeners, Level, LogLine, Restrict, ENV_ANVIL_FD, ENV_CORE_LIMIT, ENV_GENERATION, ENV_LISTENERS,
+    ENV_RESTRICT, ENV_SERVICE, EXIT_EXEC_FAILED, EXIT_FATAL, FD_FIRST_LISTENER,
 };
 use dovecote_master::{privileges, sys};
 use nix::errno::Errno;
@@ -111,6 +111,8 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         chroot: dir.display().to_string(),
     });
     let names: Vec<_> = service.listeners.iter().map(|l| l.name.clone()).collect();
+    // Opened here, as root, for a process that can't open it itself.
+    let anvil = service.anvil_socket.as_deref().and_then(connect_anvil);
     let mut env = vec![
         (ENV_SERVICE.to_owned(), service.name.clone()),
         (ENV_GENERATION.to_owned(), req.generation.to_string()),
@@ -124,6 +126,11 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     }
     if let (Some(password), true) = (req.key_password, service.receives_key_password) {
         env.push(("DOVECOTE_SSL_KEY_PASSWORD".to_owned(), password.to_owned()));
+    }
+    if anvil.is_some() {
+        // It goes right after the listeners (see `sources` below).
+        let fd = FD_FIRST_LISTENER as usize + req.listeners.len();
+        env.push((ENV_ANVIL_FD.to_owned(), fd.to_string()));
     }
     env.extend(req.imported_env.iter().cloned());
     let envp: Vec<CString> = env
@@ -149,6 +156,9 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     ];
     sources.extend(req.listeners.iter().map(|l| l.as_raw_fd()));
     debug_assert_eq!(sources.len(), FD_FIRST_LISTENER as usize + req.listeners.len());
+    if let Some(anvil) = &anvil {
+        sources.push(anvil.as_raw_fd());
+    }
 
     match sys::fork() {
         Err(source) => Err(SpawnError::Fork { service: name.to_owned(), source }),
@@ -169,6 +179,20 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
             control: control_master,
         }),
     }
+}
+
+/// A non-blocking connect to an anvil listener: the master must never
+/// wait on anvil. `None` (anvil's backlog full, socket gone) only means
+/// this process runs without anvil, which its users tolerate as Dovecot's
+/// do (no connection limit check, no penalty).
+fn connect_anvil(path: &std::path::Path) -> Option<OwnedFd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd =
+        socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+            .ok()?;
+    let addr = UnixAddr::new(path).ok()?;
+    connect(fd.as_raw_fd(), &addr).ok()?;
+    Some(fd)
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
