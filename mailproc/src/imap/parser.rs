@@ -27,7 +27,10 @@ pub enum Event {
     Continue,
     /// A command that can't be run; the reply is `<tag> BAD <text>`
     /// (`*` when there is no valid tag).
-    Bad { tag: String, text: String },
+    Bad {
+        tag: String,
+        text: String,
+    },
     /// The session must end: `* BYE <text>`, and the text is the
     /// disconnect reason.
     Fatal(String),
@@ -70,11 +73,14 @@ pub struct Parser {
     counted: usize,
     /// Tag and name of an over-long command (for its BAD reply).
     skipped: Option<(String, String)>,
+    /// Where the line being read starts in `cmd` (literal markers are
+    /// looked for in it only, never in earlier literal data).
+    line_start: usize,
 }
 
 impl Parser {
     pub fn new(limits: Limits) -> Parser {
-        Parser { limits, state: State::Line, cmd: Vec::new(), counted: 0, skipped: None }
+        Parser { limits, state: State::Line, cmd: Vec::new(), counted: 0, skipped: None, line_start: 0 }
     }
 
     /// Whether a command is partly read (for the disconnect reason).
@@ -94,22 +100,25 @@ impl Parser {
                     let n = remaining.min(input.len());
                     self.cmd.extend_from_slice(&input[..n]);
                     input.drain(..n);
-                    self.state = if n == remaining { State::Line } else { State::Literal { remaining: remaining - n } };
+                    self.state = if n == remaining {
+                        self.line_start = self.cmd.len();
+                        State::Line
+                    } else {
+                        State::Literal { remaining: remaining - n }
+                    };
                 }
-                State::SkipLine => {
-                    match memchr::memchr(b'\n', input) {
-                        Some(pos) => {
-                            input.drain(..=pos);
-                            self.state = State::Line;
-                            let (tag, name) = self.skipped.take().unwrap_or_default();
-                            return Some(Event::Bad { tag, text: command_error(&name, "Too long argument") });
-                        }
-                        None => {
-                            input.clear();
-                            return None;
-                        }
+                State::SkipLine => match memchr::memchr(b'\n', input) {
+                    Some(pos) => {
+                        input.drain(..=pos);
+                        self.state = State::Line;
+                        let (tag, name) = self.skipped.take().unwrap_or_default();
+                        return Some(Event::Bad { tag, text: command_error(&name, "Too long argument") });
                     }
-                }
+                    None => {
+                        input.clear();
+                        return None;
+                    }
+                },
                 State::Line => {
                     let newline = memchr::memchr(b'\n', input);
                     let take = newline.map_or(input.len(), |p| p + 1);
@@ -119,7 +128,10 @@ impl Parser {
                             Some(pos) => {
                                 input.drain(..=pos);
                                 let (tag, name) = self.skipped.take().unwrap_or_default();
-                                return Some(Event::Bad { tag, text: command_error(&name, "Too long argument") });
+                                return Some(Event::Bad {
+                                    tag,
+                                    text: command_error(&name, "Too long argument"),
+                                });
                             }
                             None => {
                                 input.clear();
@@ -133,16 +145,17 @@ impl Parser {
                     self.cmd.extend_from_slice(&input[..take]);
                     self.counted += take;
                     input.drain(..take);
-                    if newline.is_none() {
-                        return None;
-                    }
+                    // No end of line yet: wait for more input.
+                    newline?;
                     self.cmd.pop();
                     self.counted -= 1;
                     if self.cmd.last() == Some(&b'\r') {
                         self.cmd.pop();
                         self.counted -= 1;
                     }
-                    if let Some((size, sync)) = literal_marker(&self.cmd) {
+                    if let Some((size, sync)) =
+                        literal_marker(&self.cmd[self.line_start.min(self.cmd.len())..])
+                    {
                         let is_append = self.is_append();
                         let limit = if is_append {
                             self.limits.max_append_literal
@@ -159,6 +172,7 @@ impl Parser {
                         self.state = State::Literal { remaining: size };
                         if size == 0 {
                             self.state = State::Line;
+                            self.line_start = self.cmd.len();
                         }
                         if sync {
                             return Some(Event::Continue);
@@ -175,6 +189,7 @@ impl Parser {
 
     fn reset(&mut self) {
         self.cmd.clear();
+        self.line_start = 0;
         self.counted = 0;
         self.state = State::Line;
     }
@@ -249,7 +264,9 @@ pub fn parse_command(cmd: &[u8]) -> Event {
     let rest = cmd.get(tag_end + 1..).unwrap_or_default();
     let name_end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
     let name_bytes = &rest[..name_end];
-    if name_bytes.is_empty() || !name_bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_') {
+    if name_bytes.is_empty()
+        || !name_bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    {
         return Event::Bad { tag, text: "Error in IMAP command: Invalid command name".into() };
     }
     let name = String::from_utf8_lossy(name_bytes).into_owned();
@@ -403,7 +420,8 @@ mod tests {
     #[test]
     fn atoms_quoted_lists_and_sections() {
         let mut p = Parser::new(Limits::default());
-        let ev = feed(&mut p, b"a1 FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (A B)]<0.10>) \"x\\\"y\" NIL\r\n");
+        let ev =
+            feed(&mut p, b"a1 FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (A B)]<0.10>) \"x\\\"y\" NIL\r\n");
         assert_eq!(
             ev,
             vec![cmd(
@@ -434,8 +452,18 @@ mod tests {
             vec![cmd(
                 "a",
                 "APPEND",
-                vec![Arg::Atom("INBOX".into()), Arg::Literal(b"hello".to_vec()), Arg::Literal(b"xy".to_vec())]
+                vec![
+                    Arg::Atom("INBOX".into()),
+                    Arg::Literal(b"hello".to_vec()),
+                    Arg::Literal(b"xy".to_vec())
+                ]
             )]
+        );
+        // A `{` in literal data is not a marker for the next line.
+        let ev = feed(&mut p, b"c X {3}\r\n {1}\r\n");
+        assert_eq!(
+            ev,
+            vec![Event::Continue, cmd("c", "X", vec![Arg::Literal(b" {1".to_vec()), Arg::Atom("}".into())])]
         );
         let ev = feed(&mut p, b"b SEARCH CHARSET UTF-8 TEXT ~{3}\r\nabc\r\n");
         assert_eq!(ev[0], Event::Continue);
@@ -475,7 +503,10 @@ mod tests {
         assert_eq!(
             ev,
             vec![
-                Event::Bad { tag: "c".into(), text: "Error in IMAP command SELECT: Too long argument".into() },
+                Event::Bad {
+                    tag: "c".into(),
+                    text: "Error in IMAP command SELECT: Too long argument".into()
+                },
                 cmd("z", "NOOP", vec![])
             ]
         );
@@ -487,6 +518,9 @@ mod tests {
         assert_eq!(feed(&mut p, b"a SELECT {101}\r\n"), vec![Event::Fatal("Literal size too large".into())]);
         assert_eq!(feed(&mut p, b"a APPEND x {1000}\r\n"), vec![Event::Continue]);
         let mut p = Parser::new(Limits { max_line: 100, max_append_literal: 1000 });
-        assert_eq!(feed(&mut p, b"a APPEND x {1001+}\r\n"), vec![Event::Fatal("Literal size too large".into())]);
+        assert_eq!(
+            feed(&mut p, b"a APPEND x {1001+}\r\n"),
+            vec![Event::Fatal("Literal size too large".into())]
+        );
     }
 }

@@ -128,9 +128,8 @@ fn parse_item(text: &str) -> Result<Vec<Item>, String> {
         ("BINARY.PEEK[", true, true)
     } else if upper.starts_with("BINARY[") {
         ("BINARY[", false, true)
-    } else if upper.starts_with("BINARY.SIZE[") {
-        let inner =
-            upper["BINARY.SIZE[".len()..].strip_suffix(']').ok_or("Invalid BINARY.SIZE[..] parameter")?;
+    } else if let Some(rest) = upper.strip_prefix("BINARY.SIZE[") {
+        let inner = rest.strip_suffix(']').ok_or("Invalid BINARY.SIZE[..] parameter")?;
         return Ok(vec![Item::BinarySize { part: inner.to_string() }]);
     } else {
         return Err(format!("Unknown parameter {upper}"));

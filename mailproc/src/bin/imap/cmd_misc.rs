@@ -73,6 +73,7 @@ pub fn idle(ctx: &mut Ctx<'_>) -> Done {
     ctx.out.extend_from_slice(b"+ idling\r\n");
     ctx.session.sync(SyncKind::Full, ctx.out);
     let now = Instant::now();
-    ctx.session.idle = Some(Idle { tag: ctx.tag.to_string(), next_check: now + IDLE_CHECK, started: now });
+    ctx.session.idle =
+        Some(Idle { tag: ctx.tag.to_string(), next_check: now + IDLE_CHECK, started: now, last_notify: now });
     Done::Pending
 }

@@ -169,7 +169,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: &[Arg], is_move: bool) -> Done {
         let _ = sel.mailbox.sync();
     }
     if pairs.is_empty() {
-        return Done::Ok(if is_move { "No messages found." } else { "No messages found." }.into());
+        return Done::Ok("No messages found.".into());
     }
     let src: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
     let dst: Vec<u32> = pairs.iter().map(|(_, d)| *d).collect();

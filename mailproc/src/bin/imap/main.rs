@@ -194,10 +194,9 @@ impl MailProtocol for Imap {
         session.sync(SyncKind::Full, output);
         if let Some(idle) = session.idle.as_mut() {
             let now = Instant::now();
-            if now.duration_since(idle.started).as_secs() % IDLE_NOTIFY.as_secs() == 0
-                && now.duration_since(idle.started) >= IDLE_NOTIFY
-            {
+            if now.duration_since(idle.last_notify) >= IDLE_NOTIFY {
                 output.extend_from_slice(b"* OK Still here\r\n");
+                idle.last_notify = now;
             }
             idle.next_check = now + session::IDLE_CHECK;
         }

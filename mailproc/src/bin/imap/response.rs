@@ -15,7 +15,7 @@ pub fn string(text: &[u8]) -> Vec<u8> {
 }
 
 pub fn push_string(out: &mut Vec<u8>, text: &[u8]) {
-    let quotable = text.len() < 1024 && text.iter().all(|&b| b >= 0x20 && b < 0x7f);
+    let quotable = text.len() < 1024 && text.iter().all(|b| (0x20..0x7f).contains(b));
     if quotable {
         out.push(b'"');
         for &b in text {
@@ -207,7 +207,7 @@ mod tests {
     fn dates_round_trip() {
         let t = parse_date_time("01-Jan-2020 10:00:00 +0100").unwrap();
         assert_eq!(internal_date(t), "\"01-Jan-2020 09:00:00 +0000\"");
-        assert_eq!(parse_date("29-Feb-2024").map(|d| civil(d)), Some((2024, 2, 29)));
+        assert_eq!(parse_date("29-Feb-2024").map(civil), Some((2024, 2, 29)));
         assert_eq!(&*crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         assert_eq!(flag_list(Flags::SEEN, &Keywords::new(), true), "(\\Seen \\Recent)");
     }

@@ -37,6 +37,8 @@ pub struct Idle {
     pub tag: String,
     pub next_check: Instant,
     pub started: Instant,
+    /// Last `* OK Still here` (or the start).
+    pub last_notify: Instant,
 }
 
 /// The selected mailbox.
