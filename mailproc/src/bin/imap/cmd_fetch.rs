@@ -327,7 +327,13 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
             let mut p = Vec::new();
             let mut need_data = |mailbox: &mut dovecote_mailproc::storage::Mailbox| -> Option<Vec<u8>> {
                 if data.is_none() {
-                    data = mailbox.read_message(uid).ok().map(|d| crlf(&d).into_owned());
+                    data = match mailbox.read_message(uid) {
+                        Ok(d) => Some(crlf(&d).into_owned()),
+                        Err(e) => {
+                            eprintln!("Error: Mailbox {}: FETCH of UID {uid} failed: {e}", mailbox.name());
+                            None
+                        }
+                    };
                 }
                 data.clone()
             };

@@ -54,8 +54,11 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
     if condstore {
         ctx.session.condstore = true;
     }
-    // A failed SELECT leaves no mailbox selected.
-    ctx.session.selected = None;
+    // A failed SELECT leaves no mailbox selected (RFC 7162 §3.2.11:
+    // QRESYNC clients are told when the previous one closes).
+    if ctx.session.selected.take().is_some() && ctx.session.qresync {
+        ctx.out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
+    }
     let mailbox = match ctx.login.user.open(&name) {
         Ok(m) => m,
         Err(dovecote_mailproc::storage::StorageError::NotFound(_)) => {
