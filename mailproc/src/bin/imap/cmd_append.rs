@@ -9,6 +9,19 @@ use crate::cmd_store::parse_flags;
 use crate::dispatch::{Ctx, Done};
 use crate::response::{parse_date_time, storage_error};
 
+/// Messages are stored with LF line endings (Dovecot's default
+/// `mail_save_crlf = no`); IMAP sizes count them as CRLF again.
+fn lf_only(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\r' && data.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
 pub fn append(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
     let Some(name) = mailbox_arg(args.first()) else { return ctx.invalid() };
     let mut messages = Vec::new();
@@ -37,7 +50,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
                 if data.is_empty() {
                     return Done::No("Can't save a zero byte message.".into());
                 }
-                msg.data = data.clone();
+                msg.data = lf_only(data);
                 rest = &rest[1..];
             }
             None => return ctx.bad("Missing message size"),
