@@ -15,6 +15,7 @@ pub mod date;
 pub mod envelope;
 pub mod header;
 pub mod message;
+pub mod parser;
 pub mod parts;
 pub mod quote;
 pub mod rfc822;

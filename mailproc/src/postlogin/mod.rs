@@ -38,8 +38,18 @@ use privileges::{PrivilegeError, Privileges};
 
 /// Dovecot's `MAIL_ERRSTR_CRITICAL_MSG`.
 pub const CRITICAL_MSG: &str = "Internal error occurred. Refer to server log for more information.";
-/// Longest command line we buffer before giving up on the client.
-const MAX_LINE: usize = 64 * 1024;
+/// Longest command line we buffer before giving up on the client (the
+/// default line-based [`MailProtocol::input`]).
+pub const MAX_LINE: usize = 64 * 1024;
+/// Back-pressure: while this much output waits for a client that doesn't
+/// read, no more input is read or processed, so a client that never reads
+/// cannot make the process grow without bound. Protocols producing output
+/// in bulk (IMAP FETCH) stop taking new commands past it too.
+pub const OUTPUT_LIMIT: usize = 256 * 1024;
+/// Back-pressure on input: unconsumed client bytes past this are left in
+/// the socket. Protocols must consume what they buffer themselves (the
+/// default `input` gives up at [`MAX_LINE`]).
+pub const INPUT_LIMIT: usize = 128 * 1024;
 /// Auth-master REQUEST timeout here (the login process waits 90 s).
 const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -59,7 +69,25 @@ pub struct Reply {
     pub close: bool,
 }
 
+/// What the session does after [`MailProtocol::input`] or
+/// [`MailProtocol::on_timer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep serving.
+    Continue,
+    /// The client logged out: flush the output, then close.
+    LoggedOut,
+    /// Flush the output, then close (the protocol logs or tells why in
+    /// its disconnect text).
+    Close,
+}
+
 /// The protocol half: IMAP or POP3 after login.
+///
+/// Line-based protocols implement [`MailProtocol::command`] only; protocols
+/// with literals and asynchronous output (IMAP) override
+/// [`MailProtocol::input`], [`MailProtocol::deadline`] and
+/// [`MailProtocol::on_timer`].
 pub trait MailProtocol {
     type Session;
     /// `imap` / `pop3`: the `%s` of mail_location and the log.
@@ -68,6 +96,46 @@ pub trait MailProtocol {
     fn start(&self, login: &LoggedIn) -> Result<(Self::Session, Vec<u8>), String>;
     /// One command line (without CRLF).
     fn command(&self, login: &LoggedIn, session: &mut Self::Session, line: &[u8]) -> Reply;
+    /// Consumes buffered client bytes from the front of `input` (leaving
+    /// an incomplete command there) and appends replies to `output`, in
+    /// order. The default splits lines and calls [`MailProtocol::command`].
+    fn input(
+        &self,
+        login: &LoggedIn,
+        session: &mut Self::Session,
+        input: &mut Vec<u8>,
+        output: &mut Vec<u8>,
+    ) -> Flow {
+        loop {
+            let Some(pos) = memchr::memchr(b'\n', input) else {
+                if input.len() > MAX_LINE {
+                    output.extend_from_slice(b"* BYE Input buffer full, aborting\r\n");
+                    return Flow::Close;
+                }
+                return Flow::Continue;
+            };
+            let mut line: Vec<u8> = input.drain(..=pos).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let reply = self.command(login, session, &line);
+            output.extend_from_slice(&reply.output);
+            if reply.close {
+                return Flow::LoggedOut;
+            }
+        }
+    }
+    /// When [`MailProtocol::on_timer`] wants to run next (IDLE checks,
+    /// new-mail polling, timeouts); `None`: no timer.
+    fn deadline(&self, _session: &Self::Session) -> Option<Instant> {
+        None
+    }
+    /// The deadline passed: asynchronous work (untagged updates from other
+    /// processes' changes), appended to `output`.
+    fn on_timer(&self, _login: &LoggedIn, _session: &mut Self::Session, _output: &mut Vec<u8>) -> Flow {
+        Flow::Continue
+    }
     /// The log text when the client disconnects (`Logged out …`,
     /// `Connection closed …`).
     fn disconnect_text(&self, session: &Self::Session, logged_out: bool, input: u64, output: u64) -> String;
@@ -118,6 +186,8 @@ struct MailConn<S> {
     output: Vec<u8>,
     closing: bool,
     logged_out: bool,
+    /// Reading stopped for back-pressure before the socket was drained.
+    paused: bool,
     bytes_in: u64,
     bytes_out: u64,
 }
@@ -309,6 +379,7 @@ impl<P: MailProtocol> PostLogin<P> {
             output: greeting,
             closing: false,
             logged_out: false,
+            paused: false,
             bytes_in: 0,
             bytes_out: 0,
         };
@@ -322,24 +393,41 @@ impl<P: MailProtocol> PostLogin<P> {
     }
 
     fn process_input(&self, conn: &mut MailConn<P::Session>) {
+        if conn.closing || conn.output.len() > OUTPUT_LIMIT {
+            return;
+        }
+        let flow = self.proto.input(&conn.login, &mut conn.session, &mut conn.input, &mut conn.output);
+        apply_flow(conn, flow);
+    }
+
+    /// Reads the client until it would block, or until back-pressure
+    /// (a full output or input buffer) says stop: then `paused` makes a
+    /// later pump read again (the fd is edge-triggered, so no new readable
+    /// event may come for bytes already waiting).
+    fn read_more(&self, conn: &mut MailConn<P::Session>, alive: &mut bool) {
+        let mut buf = [0u8; 8192];
+        conn.paused = false;
         while !conn.closing {
-            let Some(pos) = memchr::memchr(b'\n', &conn.input) else {
-                if conn.input.len() > MAX_LINE {
-                    conn.output.extend_from_slice(b"* BYE Input buffer full, aborting\r\n");
-                    conn.closing = true;
-                }
+            if conn.output.len() > OUTPUT_LIMIT || conn.input.len() > INPUT_LIMIT {
+                conn.paused = true;
                 break;
-            };
-            let mut line: Vec<u8> = conn.input.drain(..=pos).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
             }
-            let reply = self.proto.command(&conn.login, &mut conn.session, &line);
-            conn.output.extend_from_slice(&reply.output);
-            if reply.close {
-                conn.closing = true;
-                conn.logged_out = true;
+            match conn.file.read(&mut buf) {
+                Ok(0) => {
+                    *alive = false;
+                    break;
+                }
+                Ok(n) => {
+                    conn.bytes_in += n as u64;
+                    conn.input.extend_from_slice(&buf[..n]);
+                    self.process_input(conn);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    *alive = false;
+                    break;
+                }
             }
         }
     }
@@ -349,45 +437,40 @@ impl<P: MailProtocol> PostLogin<P> {
     fn pump(&mut self, token: usize, readable: bool) -> bool {
         let Some(mut conn) = self.conns.remove(&token) else { return false };
         let mut alive = true;
-        if readable && !conn.closing {
-            let mut buf = [0u8; 8192];
-            loop {
-                match conn.file.read(&mut buf) {
+        // Input read earlier but held back by a full output buffer.
+        self.process_input(&mut conn);
+        if readable || conn.paused {
+            self.read_more(&mut conn, &mut alive);
+        }
+        loop {
+            while !conn.output.is_empty() {
+                match conn.file.write(&conn.output) {
                     Ok(0) => {
                         alive = false;
                         break;
                     }
                     Ok(n) => {
-                        conn.bytes_in += n as u64;
-                        conn.input.extend_from_slice(&buf[..n]);
-                        self.process_input(&mut conn);
+                        conn.bytes_out += n as u64;
+                        conn.output.drain(..n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
+                        conn.output.clear();
                         alive = false;
                         break;
                     }
                 }
             }
-        }
-        while !conn.output.is_empty() {
-            match conn.file.write(&conn.output) {
-                Ok(0) => {
-                    alive = false;
-                    break;
-                }
-                Ok(n) => {
-                    conn.bytes_out += n as u64;
-                    conn.output.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    conn.output.clear();
-                    alive = false;
-                    break;
-                }
+            // The output drained: resume what back-pressure held back.
+            if !alive || conn.closing || !conn.paused || conn.output.len() > OUTPUT_LIMIT {
+                break;
+            }
+            let before = conn.output.len();
+            self.process_input(&mut conn);
+            self.read_more(&mut conn, &mut alive);
+            if conn.output.is_empty() || conn.output.len() == before {
+                break;
             }
         }
         if conn.closing && conn.output.is_empty() {
@@ -407,6 +490,17 @@ impl<P: MailProtocol> PostLogin<P> {
         anvil_session::session_finished(&self.log, P::SERVICE, &conn.login);
         let _ = self.poll.registry().deregister(&mut SourceFd(&conn.file.as_raw_fd()));
         self.finished.push(conn.login_client);
+    }
+}
+
+fn apply_flow<S>(conn: &mut MailConn<S>, flow: Flow) {
+    match flow {
+        Flow::Continue => {}
+        Flow::LoggedOut => {
+            conn.closing = true;
+            conn.logged_out = true;
+        }
+        Flow::Close => conn.closing = true,
     }
 }
 
@@ -492,7 +586,25 @@ impl<P: MailProtocol> Service for PostLogin<P> {
         Some(self.poll.as_raw_fd())
     }
 
+    fn next_deadline(&self) -> Option<Instant> {
+        self.conns.values().filter_map(|c| self.proto.deadline(&c.session)).min()
+    }
+
     fn tick(&mut self, clients: &mut Clients<'_, LoginConn>) {
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closing && self.proto.deadline(&c.session).is_some_and(|d| d <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in due {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                let flow = self.proto.on_timer(&conn.login, &mut conn.session, &mut conn.output);
+                apply_flow(conn, flow);
+            }
+            self.pump(token, false);
+        }
         let mut events = Events::with_capacity(16);
         if self.poll.poll(&mut events, Some(Duration::ZERO)).is_ok() {
             let ready: Vec<(usize, bool)> =

@@ -1,42 +1,127 @@
 //! `imap`: the post-login IMAP process. The bootstrap (handoff, auth-master
 //! REQUEST, uid checks, privilege drop, storage) is
-//! [`dovecote_mailproc::postlogin`]; this file is the IMAP side. Until the
-//! IMAP issue lands it answers NOOP, CAPABILITY and LOGOUT only.
+//! [`dovecote_mailproc::postlogin`]; this binary is the IMAP side: input
+//! through the streaming parser ([`dovecote_mailproc::imap::parser`]),
+//! dispatch ([`dispatch`]), one module per command family, untagged
+//! updates and IDLE ([`session`]).
 
-use dovecote_mailproc::postlogin::{LoggedIn, MailProtocol, PostLogin, Reply};
+mod cmd_append;
+mod cmd_fetch;
+mod cmd_mailbox;
+mod cmd_misc;
+mod cmd_search;
+mod cmd_select;
+mod cmd_store;
+mod dispatch;
+mod render_glue;
+mod response;
+mod session;
 
-/// Dovecot 2.3's post-login `CAPABILITY_STRING` (imap-common.h), for the
-/// IMAP issue to grow into:
+use std::time::{Duration, Instant};
+
+use dovecote_mailproc::imap::parser::Event;
+use dovecote_mailproc::postlogin::{Flow, LoggedIn, MailProtocol, PostLogin, Reply, OUTPUT_LIMIT};
+
+use session::{Session, SyncKind};
+
+/// Dovecot 2.3's post-login `CAPABILITY_STRING` (imap-common.h), the order
+/// we advertise in:
 /// `IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY
 /// THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND
 /// URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED
 /// I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN
 /// CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY
 /// PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE`.
-/// We advertise only what this process implements (SASL-IR and
-/// LOGIN-REFERRALS are facts about the login half, kept as Dovecot does).
-const CAPABILITY: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS";
+const DOVECOT_CAPABILITY: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
+     THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT \
+     CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES \
+     WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE \
+     SAVEDATE LITERAL+ NOTIFY SPECIAL-USE";
 
-struct Imap {
-    capability: String,
+/// What this process implements (SASL-IR and LOGIN-REFERRALS are facts
+/// about the login half, kept as Dovecot does); the render-dependent ones
+/// come from [`render_glue::EXTRA_CAPABILITY`].
+const IMPLEMENTED: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE MULTIAPPEND UNSELECT CHILDREN \
+     NAMESPACE UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-STATUS MOVE STATUS=SIZE \
+     SAVEDATE LITERAL+ SPECIAL-USE";
+
+/// `imap_idle_notify_interval` default: `* OK Still here` while idling.
+const IDLE_NOTIFY: Duration = Duration::from_secs(120);
+
+/// The capability string: Dovecot's order, only what is implemented.
+fn default_capability() -> String {
+    let have: Vec<&str> =
+        IMPLEMENTED.split_whitespace().chain(render_glue::EXTRA_CAPABILITY.split_whitespace()).collect();
+    DOVECOT_CAPABILITY.split_whitespace().filter(|c| have.contains(c)).collect::<Vec<_>>().join(" ")
 }
 
-struct Session;
+pub struct Imap {
+    capability: String,
+    max_line: usize,
+}
 
 impl Imap {
-    fn new(imap_capability: &str) -> Imap {
+    fn new(imap_capability: &str, max_line: usize) -> Imap {
+        let base = default_capability();
         let capability = match imap_capability.trim() {
-            "" => CAPABILITY.to_string(),
-            extra if extra.starts_with('+') => format!("{CAPABILITY} {}", extra[1..].trim()),
+            "" => base,
+            extra if extra.starts_with('+') => format!("{base} {}", extra[1..].trim()),
             own => own.to_string(),
         };
-        Imap { capability }
+        Imap { capability, max_line }
     }
 }
 
-fn timing(login: &LoggedIn) -> String {
-    let _ = login;
-    "(0.001 + 0.000 secs)".to_string()
+/// Runs one parsed event; `Some(flow)` ends the input loop.
+fn handle_event(
+    imap: &Imap,
+    login: &LoggedIn,
+    session: &mut Session,
+    event: Event,
+    out: &mut Vec<u8>,
+) -> Option<Flow> {
+    let started = Instant::now();
+    match event {
+        Event::Continue => out.extend_from_slice(b"+ OK\r\n"),
+        Event::Bad { tag, text } => {
+            out.extend_from_slice(format!("{tag} BAD {text} {}.\r\n", response::timing(started)).as_bytes());
+        }
+        Event::Fatal(text) => {
+            out.extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
+            session.close_reason = Some(text);
+            return Some(Flow::Close);
+        }
+        Event::Command(cmd) => {
+            let flow = dispatch::run(imap, login, session, cmd, out);
+            if flow != Flow::Continue {
+                return Some(flow);
+            }
+        }
+    }
+    None
+}
+
+/// While idling, input is raw lines: `DONE` ends the IDLE.
+fn idle_input(session: &mut Session, input: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+    let Some(pos) = memchr::memchr(b'\n', input) else {
+        if input.len() > 1024 {
+            input.clear();
+        }
+        return false;
+    };
+    let line: Vec<u8> = input.drain(..=pos).collect();
+    let Some(idle) = session.idle.take() else { return true };
+    let text = String::from_utf8_lossy(&line);
+    session.sync(SyncKind::Full, out);
+    if text.trim().eq_ignore_ascii_case("DONE") {
+        out.extend_from_slice(
+            format!("{} OK Idle completed {}.\r\n", idle.tag, response::timing(idle.started)).as_bytes(),
+        );
+    } else {
+        out.extend_from_slice(format!("{} BAD Expected DONE.\r\n", idle.tag).as_bytes());
+    }
+    session.last_command = Some(("IDLE".into(), Instant::now()));
+    true
 }
 
 impl MailProtocol for Imap {
@@ -65,55 +150,85 @@ impl MailProtocol for Imap {
                 self.capability, login.name
             ));
         }
-        Ok((Session, out.into_bytes()))
+        Ok((Session::new(self.max_line), out.into_bytes()))
     }
 
-    fn command(&self, login: &LoggedIn, _session: &mut Session, line: &[u8]) -> Reply {
-        let text = String::from_utf8_lossy(line);
-        let mut words = text.splitn(3, ' ');
-        let tag = words.next().unwrap_or("").trim();
-        let name = words.next().unwrap_or("").trim().to_ascii_uppercase();
-        if tag.is_empty() {
-            return Reply::default();
-        }
-        let valid_tag = tag.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b));
-        if !valid_tag || tag == "*" {
-            return Reply {
-                output: b"* BAD Error in IMAP command received by server.\r\n".to_vec(),
-                close: false,
-            };
-        }
-        let output = match name.as_str() {
-            "" => format!("{tag} BAD Error in IMAP command received by server.\r\n"),
-            "NOOP" => format!("{tag} OK NOOP completed {}.\r\n", timing(login)),
-            "CAPABILITY" => {
-                format!(
-                    "* CAPABILITY {}\r\n{tag} OK Capability completed {}.\r\n",
-                    self.capability,
-                    timing(login)
-                )
+    fn command(&self, login: &LoggedIn, session: &mut Session, line: &[u8]) -> Reply {
+        // Not used: IMAP overrides `input`. Kept correct for completeness.
+        let mut input = line.to_vec();
+        input.extend_from_slice(b"\r\n");
+        let mut output = Vec::new();
+        let flow = self.input(login, session, &mut input, &mut output);
+        Reply { output, close: flow != Flow::Continue }
+    }
+
+    fn input(
+        &self,
+        login: &LoggedIn,
+        session: &mut Session,
+        input: &mut Vec<u8>,
+        output: &mut Vec<u8>,
+    ) -> Flow {
+        loop {
+            if output.len() > OUTPUT_LIMIT {
+                return Flow::Continue;
             }
-            "LOGOUT" => {
-                return Reply {
-                    output: format!("* BYE Logging out\r\n{tag} OK Logout completed {}.\r\n", timing(login))
-                        .into_bytes(),
-                    close: true,
+            if session.idle.is_some() {
+                if !idle_input(session, input, output) {
+                    return Flow::Continue;
                 }
+                continue;
             }
-            other => format!("{tag} BAD Error in IMAP command {other}: Unknown command.\r\n"),
-        };
-        Reply { output: output.into_bytes(), close: false }
+            let Some(event) = session.parser.next(input) else { return Flow::Continue };
+            if let Some(flow) = handle_event(self, login, session, event, output) {
+                return flow;
+            }
+        }
     }
 
-    fn disconnect_text(&self, _session: &Session, logged_out: bool, input: u64, output: u64) -> String {
+    fn deadline(&self, session: &Session) -> Option<Instant> {
+        session.idle.as_ref().map(|i| i.next_check)
+    }
+
+    fn on_timer(&self, _login: &LoggedIn, session: &mut Session, output: &mut Vec<u8>) -> Flow {
+        session.sync(SyncKind::Full, output);
+        if let Some(idle) = session.idle.as_mut() {
+            let now = Instant::now();
+            if now.duration_since(idle.last_notify) >= IDLE_NOTIFY {
+                output.extend_from_slice(b"* OK Still here\r\n");
+                idle.last_notify = now;
+            }
+            idle.next_check = now + session::IDLE_CHECK;
+        }
+        Flow::Continue
+    }
+
+    fn disconnect_text(&self, session: &Session, logged_out: bool, input: u64, output: u64) -> String {
+        let s = &session.stats;
         let stats = format!(
-            "in={input} out={output} deleted=0 expunged=0 trashed=0 hdr_count=0 hdr_bytes=0 body_count=0 body_bytes=0"
+            "in={input} out={output} deleted={} expunged={} trashed={} hdr_count={} hdr_bytes={} body_count={} body_bytes={}",
+            s.deleted, s.expunged, s.trashed, s.hdr_count, s.hdr_bytes, s.body_count, s.body_bytes
         );
         if logged_out {
-            format!("Disconnected: Logged out {stats}")
-        } else {
-            format!("Disconnected: Connection closed {stats}")
+            return format!("Disconnected: Logged out {stats}");
         }
+        if let Some(reason) = &session.close_reason {
+            return format!("Disconnected: {reason} {stats}");
+        }
+        let why = if session.idle.is_some() {
+            "IDLE running".to_string()
+        } else if session.parser.in_command() {
+            "while reading a command".to_string()
+        } else {
+            match &session.last_command {
+                Some((name, at)) => {
+                    let ms = at.elapsed().as_millis();
+                    format!("{name} finished {}.{:03} secs ago", ms / 1000, ms % 1000)
+                }
+                None => "No commands sent".to_string(),
+            }
+        };
+        format!("Disconnected: Connection closed ({why}) {stats}")
     }
 
     fn shutdown_text(&self) -> &'static [u8] {
@@ -123,7 +238,13 @@ impl MailProtocol for Imap {
 
 fn main() {
     dovecote_master::run(|ctx| {
-        let imap = Imap::new(&ctx.config.text("imap_capability"));
+        let max_line = ctx
+            .config
+            .value("imap_max_line_length")
+            .and_then(|v| v.as_u64())
+            .filter(|n| *n > 0)
+            .map_or(64 * 1024, |n| n as usize);
+        let imap = Imap::new(&ctx.config.text("imap_capability"), max_line);
         match PostLogin::new(ctx, imap) {
             Ok(service) => service,
             Err(e) => {

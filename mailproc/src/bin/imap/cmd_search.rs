@@ -1,0 +1,118 @@
+//! SEARCH and UID SEARCH: CHARSET, ESEARCH `RETURN (MIN MAX COUNT ALL
+//! SAVE)` (RFC 4731), SEARCHRES `$` (RFC 5182) and the `(MODSEQ n)` of
+//! CONDSTORE, evaluated by the search program of [`crate::render_glue`].
+
+use dovecote_mailproc::imap::args::{compress, Arg};
+use dovecote_mailproc::imap::message::SearchContext;
+
+use crate::dispatch::{Ctx, Done};
+use crate::render_glue::SearchProgram;
+use crate::session::Message;
+
+pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
+    let mut rest = args;
+    let mut esearch: Option<Vec<String>> = None;
+    if rest.first().and_then(Arg::as_atom).is_some_and(|a| a.eq_ignore_ascii_case("RETURN")) {
+        let Some(Arg::List(opts)) = rest.get(1) else { return ctx.bad("Invalid RETURN options") };
+        let mut names = Vec::new();
+        for o in opts {
+            let Some(n) = o.as_atom().map(str::to_ascii_uppercase) else {
+                return ctx.bad("Invalid RETURN options");
+            };
+            if !matches!(n.as_str(), "MIN" | "MAX" | "COUNT" | "ALL" | "SAVE") {
+                return ctx.bad(&format!("Unknown RETURN option {n}"));
+            }
+            names.push(n);
+        }
+        if names.is_empty() {
+            names.push("ALL".into());
+        }
+        esearch = Some(names);
+        rest = &rest[2..];
+    }
+    let mut charset = None;
+    if rest.first().and_then(Arg::as_atom).is_some_and(|a| a.eq_ignore_ascii_case("CHARSET")) {
+        let Some(cs) = rest.get(1).and_then(Arg::as_astring) else { return ctx.invalid() };
+        let cs = String::from_utf8_lossy(cs).to_ascii_uppercase();
+        if !matches!(cs.as_str(), "UTF-8" | "US-ASCII" | "ISO-8859-1") {
+            return Done::No("[BADCHARSET (UTF-8)] Unknown charset".into());
+        }
+        charset = Some(cs);
+        rest = &rest[2..];
+    }
+    let program = match SearchProgram::parse(rest, charset.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return Done::Bad(e.to_string().replacen("SEARCH", &ctx.name, 1)),
+    };
+    let uid_cmd = ctx.uid;
+    let saved = ctx.session.saved_search.clone();
+    let Some(sel) = ctx.session.selected.as_mut() else { return Done::Bad("No mailbox selected".into()) };
+    let search_ctx = SearchContext {
+        max_seq: sel.uids.len() as u32,
+        max_uid: sel.max_uid(),
+        saved,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+    let uids = sel.uids.clone();
+    for (i, uid) in uids.iter().enumerate() {
+        let Some(record) = sel.mailbox.message(*uid).cloned() else { continue };
+        let recent = sel.recent.contains(uid);
+        let modseq = record.modseq;
+        let mut msg = Message::new(&mut sel.mailbox, record, i as u32 + 1, recent);
+        if program.matches(&mut msg, &search_ctx) {
+            hits.push((i as u32 + 1, *uid, modseq));
+        }
+    }
+    let numbers: Vec<u32> = hits.iter().map(|(s, u, _)| if uid_cmd { *u } else { *s }).collect();
+    let max_modseq = hits.iter().map(|(_, _, m)| *m).max();
+    let modseq_suffix = match (program.uses_modseq(), max_modseq) {
+        (true, Some(m)) => format!(" (MODSEQ {m})"),
+        _ => String::new(),
+    };
+    match esearch {
+        None => {
+            let mut line = "* SEARCH".to_string();
+            for n in &numbers {
+                line.push_str(&format!(" {n}"));
+            }
+            line.push_str(&modseq_suffix);
+            line.push_str("\r\n");
+            ctx.out.extend_from_slice(line.as_bytes());
+        }
+        Some(opts) => {
+            if opts.iter().any(|o| o == "SAVE") {
+                ctx.session.saved_search = Some(hits.iter().map(|(_, u, _)| *u).collect());
+            }
+            let shown: Vec<&String> = opts.iter().filter(|o| *o != "SAVE").collect();
+            if !shown.is_empty() {
+                let mut line = format!("* ESEARCH (TAG \"{}\")", ctx.tag);
+                if uid_cmd {
+                    line.push_str(" UID");
+                }
+                for o in shown {
+                    match o.as_str() {
+                        "MIN" if !numbers.is_empty() => line.push_str(&format!(" MIN {}", numbers[0])),
+                        "MAX" if !numbers.is_empty() => {
+                            line.push_str(&format!(" MAX {}", numbers[numbers.len() - 1]))
+                        }
+                        "COUNT" => line.push_str(&format!(" COUNT {}", numbers.len())),
+                        "ALL" if !numbers.is_empty() => {
+                            line.push_str(&format!(" ALL {}", compress(&numbers)))
+                        }
+                        _ => {}
+                    }
+                }
+                if let (true, Some(m)) = (program.uses_modseq(), max_modseq) {
+                    line.push_str(&format!(" MODSEQ {m}"));
+                }
+                line.push_str("\r\n");
+                ctx.out.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+    Done::Ok("Search completed".into())
+}
