@@ -62,6 +62,8 @@ pub struct Mailbox {
     modseq_ceiling: u64,
     /// APPENDLIMIT: the largest message a save accepts (None = no limit).
     pub(crate) append_limit: Option<u64>,
+    /// `mail_fsync = always`: fsync flag-only changes too.
+    fsync_always: bool,
 }
 
 /// The work of one transaction, applied to the state as it goes.
@@ -108,6 +110,7 @@ impl Mailbox {
             flags_dirty: false,
             modseq_ceiling: 0,
             append_limit: None,
+            fsync_always: false,
         };
         mailbox.reload()?;
         mailbox.sync()?;
@@ -307,16 +310,21 @@ impl Mailbox {
         self.transaction(|txn| {
             let mut result = StoreResult::default();
             for uid in uids {
-                let Some(m) = txn.state.messages.get(uid).cloned() else { continue };
-                if update.unchanged_since.is_some_and(|since| m.modseq > since) {
-                    result.modified.push(*uid);
-                    continue;
-                }
-                let (flags, keywords) = update.apply(m.flags, &m.keywords);
-                if flags == m.flags && keywords == m.keywords {
-                    continue;
-                }
-                let moved = txn.backend.set_flags(&m, flags, &keywords)?;
+                // Borrowed, not cloned: this loop runs for every message of
+                // a STORE 1:* on a big mailbox.
+                let (flags, keywords, moved) = {
+                    let Some(m) = txn.state.messages.get(uid) else { continue };
+                    if update.unchanged_since.is_some_and(|since| m.modseq > since) {
+                        result.modified.push(*uid);
+                        continue;
+                    }
+                    let (flags, keywords) = update.apply(m.flags, &m.keywords);
+                    if flags == m.flags && keywords == m.keywords {
+                        continue;
+                    }
+                    let moved = txn.backend.set_flags(m, flags, &keywords)?;
+                    (flags, keywords, moved)
+                };
                 txn.flags_changed = true;
                 let modseq = txn.modseq();
                 txn.push(Record::Flags { uid: *uid, modseq, flags, keywords });
@@ -429,9 +437,10 @@ impl Mailbox {
         Ok(range.map(|r| mime::slice(&data, r).to_vec()))
     }
 
-    /// `mail_fsync = always`: fsync the field cache too.
+    /// `mail_fsync = always`: fsync the field cache and flag-only changes too.
     pub(crate) fn set_sync_cache(&mut self, sync: bool) {
         self.fields.set_sync(sync);
+        self.fsync_always = sync;
     }
 
     /// How many messages this handle parsed (not served from the cache).
@@ -629,7 +638,8 @@ impl Mailbox {
                 txn.push(Record::FirstRecent(next));
             }
         }
-        self.flags_dirty |= txn.flags_changed;
+        // Only formats that keep flags lazily have anything to flush.
+        self.flags_dirty |= txn.flags_changed && txn.backend.flags_lag_log();
         let ceiling = &mut self.modseq_ceiling;
         // Whatever was done to the files is recorded, even after an error.
         let persisted = (|| {
@@ -645,7 +655,11 @@ impl Mailbox {
                 txn.push(Record::Stamp(stamp));
             }
             let records = std::mem::take(&mut txn.records);
-            self.store.append(&records)?;
+            // New and expunged messages are durable before we return (DESIGN
+            // §4.4); flag-only changes are fsynced under mail_fsync=always
+            // only, like Dovecot's index fsync mask under `optimized`.
+            let sync = self.fsync_always || records.iter().any(must_sync);
+            self.store.append_with(&records, sync)?;
             if self.store.needs_compaction() {
                 // The log is about to be folded away: bring the format's
                 // lazy copies up to date first.
@@ -781,6 +795,11 @@ fn restamp(backend: &dyn Backend, store: &mut IndexStore, state: &mut MailboxSta
         store.append(std::slice::from_ref(&record))?;
     }
     Ok(())
+}
+
+/// Whether a log record must be on disk before the change returns.
+fn must_sync(record: &Record) -> bool {
+    matches!(record, Record::Append(_) | Record::Expunge(_) | Record::Header { .. } | Record::Counters { .. })
 }
 
 /// The modseq a record carries (0 for records without one).

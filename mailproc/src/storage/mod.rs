@@ -34,7 +34,7 @@ pub use mailbox::Mailbox;
 pub use mbox::lock::{LockMethod, MboxSettings};
 pub use namespace::{AutoMailbox, MailboxSettings, Namespace};
 pub use types::*;
-pub use user::{ListEntry, ListOptions, User};
+pub use user::{FsyncMode, ListEntry, ListOptions, StorageSettings, User};
 
 static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 

@@ -59,11 +59,12 @@ pub struct User {
 /// `mail_fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncMode {
-    /// Mail files, their directories and the change log are fsynced before
-    /// a change returns (DESIGN §4.4); derived data (the field cache) is not.
+    /// New mail (files, directory entries, log records) and expunges are
+    /// fsynced before the call returns (DESIGN §4.4); flag-only changes and
+    /// derived data (the field cache) are not, as in Dovecot.
     #[default]
     Optimized,
-    /// As `optimized`, and the field cache is fsynced too.
+    /// As `optimized`, and flag changes and the field cache are fsynced too.
     Always,
     /// Nothing is fsynced (test and bulk-load setups; a crash may lose
     /// acknowledged mail).
@@ -703,4 +704,33 @@ fn remove_if_no_children(dir: &Path) {
     super::maildir::remove_dovecot_index_files(dir);
     let _ = fs::remove_file(dir.join("maildirfolder"));
     let _ = fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        dovecote_config::parse_str("test.conf", text, Default::default()).expect("config")
+    }
+
+    #[test]
+    fn storage_settings_from_config() {
+        let s = StorageSettings::from_config(&config("")).unwrap();
+        assert_eq!(s, StorageSettings::default());
+        assert_eq!(s.append_limit, None);
+        let s = StorageSettings::from_config(&config(
+            "mail_fsync = always\nmail_nfs_storage = yes\nplugin {\n  quota_max_mail_size = 10M\n}\n",
+        ))
+        .unwrap();
+        assert_eq!(s.fsync_mode, FsyncMode::Always);
+        assert!(s.nfs_storage && !s.nfs_index);
+        assert_eq!(s.append_limit, Some(10 << 20));
+        let s = StorageSettings::from_config(&config("mail_fsync = never\n")).unwrap();
+        assert_eq!(s.fsync_mode, FsyncMode::Never);
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("3 GB"), Some(3 << 30));
+        assert_eq!(parse_size("x"), None);
+    }
 }

@@ -197,6 +197,13 @@ impl IndexStore {
     /// Appends records durably. Call with the exclusive lock held and after
     /// [`read_new`] has caught up (so `log_pos` is the valid end).
     pub fn append(&mut self, records: &[Record]) -> Result<()> {
+        self.append_with(records, true)
+    }
+
+    /// [`IndexStore::append`], fsyncing only when `sync` (flag-only
+    /// changes under `mail_fsync = optimized`, as Dovecot's index fsync
+    /// mask: appends and expunges are synced, flag updates are not).
+    pub fn append_with(&mut self, records: &[Record], sync: bool) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -216,7 +223,9 @@ impl IndexStore {
         }
         file.seek(SeekFrom::Start(self.log_pos)).map_err(|e| StorageError::io("lseek", &log_path, e))?;
         file.write_all(&buf).map_err(|e| StorageError::io("write", &log_path, e))?;
-        file.sync_data().map_err(|e| StorageError::io("fdatasync", &log_path, e))?;
+        if sync {
+            file.sync_data().map_err(|e| StorageError::io("fdatasync", &log_path, e))?;
+        }
         self.log_pos += buf.len() as u64;
         Ok(())
     }

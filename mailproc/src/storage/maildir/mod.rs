@@ -10,7 +10,7 @@ pub mod uidlist;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -101,6 +101,45 @@ impl MaildirBackend {
             }
         }
         None
+    }
+}
+
+/// Threads stat-ing files during a scan.
+const SCAN_THREADS: usize = 8;
+
+impl MaildirBackend {
+    /// One file of `new/` or `cur/` as a scan sees it; `None` if it vanished.
+    fn scan_file(
+        &self,
+        sub: &str,
+        name: &str,
+        by_name: &std::collections::HashMap<&str, u32>,
+        keyword_list: &[String],
+    ) -> Result<Option<ScannedMessage>> {
+        let path = self.dir.join(sub).join(name);
+        let parsed = MaildirName::parse(name);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io("stat", path, e)),
+        };
+        let physical_size = parsed.size().unwrap_or(meta.size());
+        let virtual_size = match parsed.vsize() {
+            Some(v) => v,
+            None => fs::read(&path).map(|d| virtual_size(&d)).unwrap_or(physical_size),
+        };
+        let (flags, kw) = parsed.flags();
+        Ok(Some(ScannedMessage {
+            flags_modseq: 0,
+            uid: by_name.get(parsed.base.as_str()).copied(),
+            guid: parsed.base.clone(),
+            location: format!("{sub}/{name}"),
+            flags: Some((flags, filename::keyword_names(&kw, keyword_list))),
+            received: meta.mtime(),
+            saved: meta.ctime(),
+            physical_size,
+            virtual_size,
+        }))
     }
 }
 
@@ -289,6 +328,10 @@ impl Backend for MaildirBackend {
             uid_next: list.as_ref().map(|l| l.next_uid),
             messages: Vec::new(),
         };
+        // readdir first, then the stats (received/saved dates) from a few
+        // threads in inode order: on a cold cache each stat is a disk read,
+        // and several in flight finish much sooner than one after another.
+        let mut names = Vec::new();
         for sub in ["new", "cur"] {
             let dir = self.dir.join(sub);
             let entries = match fs::read_dir(&dir) {
@@ -299,33 +342,42 @@ impl Backend for MaildirBackend {
             for entry in entries {
                 let entry = entry.map_err(|e| StorageError::io("readdir", &dir, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
+                if !name.starts_with('.') {
+                    names.push((entry.ino(), sub, name));
                 }
-                let parsed = MaildirName::parse(&name);
-                let meta = match entry.metadata() {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(StorageError::io("stat", entry.path(), e)),
-                };
-                let physical_size = parsed.size().unwrap_or(meta.size());
-                let virtual_size = match parsed.vsize() {
-                    Some(v) => v,
-                    None => fs::read(entry.path()).map(|d| virtual_size(&d)).unwrap_or(physical_size),
-                };
-                let (flags, kw) = parsed.flags();
-                scan.messages.push(ScannedMessage {
-                    flags_modseq: 0,
-                    uid: by_name.get(parsed.base.as_str()).copied(),
-                    guid: parsed.base.clone(),
-                    location: format!("{sub}/{name}"),
-                    flags: Some((flags, filename::keyword_names(&kw, &keyword_list))),
-                    received: meta.mtime(),
-                    saved: meta.ctime(),
-                    physical_size,
-                    virtual_size,
-                });
             }
+        }
+        names.sort_unstable();
+        let threads = SCAN_THREADS.min(names.len().div_ceil(256)).max(1);
+        let chunk = names.len().div_ceil(threads).max(1);
+        let keyword_list = &keyword_list;
+        let by_name = &by_name;
+        let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(part.len());
+                        for (_, sub, name) in part {
+                            if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
+                                out.push(m);
+                            }
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StorageError::NotPossible("Maildir scan thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for part in results {
+            scan.messages.extend(part?);
         }
         Ok(scan)
     }

@@ -8,7 +8,7 @@
 //! Speed: as in Dovecot, a flag change only touches the index (the change
 //! log); the flags file is written lazily ([`Backend::flush`]). A rebuild
 //! reads the header and metadata of each file (two small `pread`s, not the
-//! message), in inode order and from a few threads so a cold disk serves
+//! message), in inode order and from several threads so a cold disk serves
 //! several requests at once. Copies hard-link the source file: the file
 //! holds only the message, its GUID and dates, all shared by a copy.
 //! Files written by older versions kept flags in a `user.dovecote.flags`
@@ -325,13 +325,12 @@ impl Backend for SdboxBackend {
             // Reading is much cheaper than two fsyncs.
             return Ok(());
         }
-        if self.fsync {
-            fsutil::write_atomic(&path, text.as_bytes())
-        } else {
-            let tmp = fsutil::temp_name(&path);
-            fs::write(&tmp, text).map_err(|e| StorageError::io("write", &tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))
-        }
+        // Not fsynced: the change log (fsynced) is what makes a flag change
+        // durable; this copy only needs to be whole, which the rename gives.
+        // mail_fsync = optimized in Dovecot likewise skips fsyncs for flags.
+        let tmp = fsutil::temp_name(&path);
+        fs::write(&tmp, text).map_err(|e| StorageError::io("write", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))
     }
 
     fn flags_lag_log(&self) -> bool {
@@ -349,7 +348,7 @@ impl Backend for SdboxBackend {
 
 /// Threads reading files during a rebuild: enough to keep a disk queue
 /// busy, few enough not to matter on a small machine.
-const SCAN_THREADS: usize = 4;
+const SCAN_THREADS: usize = 8;
 
 impl SdboxBackend {
     /// Reads what a rebuild needs from one `u.<uid>`: the headers and the
@@ -371,18 +370,27 @@ impl SdboxBackend {
             crate::storage::warn(&format!("sdbox: skipping broken file {}: {reason}", path.display()));
             Ok(None)
         };
-        let mut head = vec![0u8; file::HEADER_PROBE];
+        // One read covers a whole small message (header, body, metadata);
+        // for a larger one, a second read fetches just the metadata.
+        let mut head = vec![0u8; (meta.len() as usize).clamp(file::HEADER_PROBE, WHOLE_FILE_PROBE)];
         let n = read_at_most(&f, &mut head, 0).map_err(|e| StorageError::io("pread", &path, e))?;
         head.truncate(n);
         let (body_offset, body_len) = match file::parse_header(&head) {
             Ok(h) => h,
             Err(reason) => return broken(reason),
         };
-        let meta_start = (body_offset + body_len) as u64;
-        let tail_len = (meta.len().saturating_sub(meta_start) as usize).min(METADATA_PROBE);
-        let mut tail = vec![0u8; tail_len];
-        let n = read_at_most(&f, &mut tail, meta_start).map_err(|e| StorageError::io("pread", &path, e))?;
-        tail.truncate(n);
+        let meta_start = body_offset + body_len;
+        let tail = match head.get(meta_start..) {
+            Some(tail) if meta_start as u64 + tail.len() as u64 == meta.len() => tail.to_vec(),
+            _ => {
+                let tail_len = (meta.len().saturating_sub(meta_start as u64) as usize).min(METADATA_PROBE);
+                let mut tail = vec![0u8; tail_len];
+                let n = read_at_most(&f, &mut tail, meta_start as u64)
+                    .map_err(|e| StorageError::io("pread", &path, e))?;
+                tail.truncate(n);
+                tail
+            }
+        };
         let metadata = match file::parse_metadata(&tail) {
             Ok(m) => m,
             Err(reason) => return broken(reason),
@@ -416,6 +424,9 @@ impl SdboxBackend {
         }))
     }
 }
+
+/// Files up to this size are read in one go during a scan.
+const WHOLE_FILE_PROBE: usize = 32 * 1024;
 
 /// The metadata block is a few short lines; more is not ours.
 const METADATA_PROBE: usize = 1024;
