@@ -6,6 +6,9 @@
 //! innermost open boundary first; the line break before a boundary
 //! belongs to the boundary. `multipart/*` without a usable boundary has no
 //! children; children of `multipart/digest` default to `message/rfc822`.
+//! `Content-*` fields count only in MIME parts: children of a multipart,
+//! or parts with a `MIME-Version` or `Content-Type` field (Dovecot's
+//! non-strict rule); elsewhere they are ignored.
 
 use super::header;
 use super::rfc822::Parser;
@@ -62,7 +65,7 @@ impl Part {
 /// Parses `message` into its part tree.
 pub fn parse(message: &[u8]) -> Part {
     let mut p = MimeParser { data: message, pos: 0, boundaries: Vec::new() };
-    p.part(false, 0).0
+    p.part(false, false, 0).0
 }
 
 /// Size with bare LFs counted as CRLF, and the number of lines.
@@ -139,7 +142,7 @@ impl MimeParser<'_> {
         }
     }
 
-    fn part(&mut self, digest_child: bool, depth: usize) -> (Part, Stop) {
+    fn part(&mut self, in_multipart: bool, digest_child: bool, depth: usize) -> (Part, Stop) {
         let header_start = self.pos;
         let mut stop = None;
         while self.pos < self.data.len() {
@@ -155,7 +158,12 @@ impl MimeParser<'_> {
             }
         }
         let header_end = self.pos;
-        let data = part_data(&self.data[header_start..header_end]);
+        let block = &self.data[header_start..header_end];
+        let is_mime = in_multipart
+            || header::fields(block).iter().any(|f| {
+                f.name.eq_ignore_ascii_case(b"MIME-Version") || f.name.eq_ignore_ascii_case(b"Content-Type")
+            });
+        let data = if is_mime { part_data(block) } else { PartData::default() };
         let ctype = data.content_type.as_deref().map(<[u8]>::to_ascii_lowercase);
         let subtype = data.content_subtype.as_deref().map(<[u8]>::to_ascii_lowercase);
         let mut kind = match (ctype.as_deref(), subtype.as_deref()) {
@@ -174,7 +182,7 @@ impl MimeParser<'_> {
             None => match kind {
                 Kind::Leaf => self.skip_to_boundary(),
                 Kind::Message => {
-                    let (child, s) = self.part(false, depth + 1);
+                    let (child, s) = self.part(false, false, depth + 1);
                     children.push(child);
                     s
                 }
@@ -223,7 +231,7 @@ impl MimeParser<'_> {
                         self.boundaries.pop();
                         return self.skip_to_boundary();
                     }
-                    let (child, s) = self.part(digest, depth + 1);
+                    let (child, s) = self.part(true, digest, depth + 1);
                     children.push(child);
                     stop = s;
                 }
@@ -340,6 +348,17 @@ mod tests {
         assert_eq!(p.children[0].body_vsize, 0);
         let m = b"Content-Type: multipart/mixed; boundary=a\n\n--ab\n\nprefix\n--a--\n";
         assert_eq!(parse(m).children.len(), 1);
+    }
+
+    #[test]
+    fn content_fields_need_mime() {
+        let p = parse(b"Content-Description: d\nContent-Transfer-Encoding: base64\n\nx\n");
+        assert_eq!(p.data, PartData::default());
+        let p = parse(b"Mime-Version: 1.0\nContent-Description: d\n\nx\n");
+        assert_eq!(p.data.description.as_deref(), Some(&b"d"[..]));
+        let p =
+            parse(b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Description: d\n\nx\n--b--\n");
+        assert_eq!(p.children[0].data.description.as_deref(), Some(&b"d"[..]));
     }
 
     #[test]

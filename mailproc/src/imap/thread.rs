@@ -182,12 +182,16 @@ impl<'a> Tree<'a> {
                     t.link(parent, child);
                 }
             }
+            // The message's own parent is its last reference; one linked
+            // earlier from another message's (possibly truncated)
+            // References gives way, and without references it is a root.
+            // (Dovecot breaks the old link even when the new one would
+            // make a loop and isn't made.)
+            if let Some(old) = t.nodes[own].parent.take() {
+                t.nodes[old].children.retain(|&c| c != own);
+            }
             if let Some(&parent) = refs.last() {
                 if !t.would_loop(parent, own) {
-                    if let Some(old) = t.nodes[own].parent {
-                        t.nodes[old].children.retain(|&c| c != own);
-                        t.nodes[own].parent = None;
-                    }
                     t.link(parent, own);
                 }
             }
@@ -413,6 +417,38 @@ impl<'a> Tree<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn infos(list: &[(&str, &[&str])]) -> Vec<Info> {
+        list.iter()
+            .enumerate()
+            .map(|(i, (id, refs))| Info {
+                number: i as u32 + 1,
+                seq: i as u32 + 1,
+                date: i as i64,
+                subject: String::new(),
+                reply: false,
+                message_id: Some(id.to_string()),
+                references: refs.iter().map(|r| r.to_string()).collect(),
+            })
+            .collect()
+    }
+
+    fn references(list: &[(&str, &[&str])]) -> String {
+        let infos = infos(list);
+        let mut t = Tree::build(&infos);
+        t.finish(true);
+        t.write()
+    }
+
+    #[test]
+    fn own_references_override_links_from_other_messages() {
+        // 1 claims b is a child of a; b itself says it has no parent.
+        assert_eq!(references(&[("c", &["a", "b"]), ("b", &[])]), "(2 1)");
+        // b's own parent would make a loop: the old link still goes.
+        assert_eq!(references(&[("x", &["p", "b", "q"]), ("b", &["q"])]), "(2 1)");
+        assert_eq!(references(&[("a", &[]), ("b", &["a"]), ("c", &["a"])]), "(1 (2)(3))");
+        assert_eq!(references(&[("s", &["s"])]), "(1)");
+    }
 
     #[test]
     fn message_id_extraction() {
