@@ -141,8 +141,13 @@ impl LocalDelivery {
     }
 
     /// Opens the recipient's storage (already running as them).
-    fn open_user(&self, user: &RecipientUser, privs: &Privileges, session: &str) -> Result<User, String> {
-        let fields = &user.fields;
+    fn open_user(
+        &self,
+        user: &RecipientUser,
+        fields: &Fields,
+        privs: &Privileges,
+        session: &str,
+    ) -> Result<User, String> {
         let home = fields.get("home").filter(|h| !h.is_empty()).map(str::to_string);
         let vars = MailVars {
             user: Some(user.name.clone()),
@@ -173,7 +178,10 @@ impl Backend for LocalDelivery {
     fn lookup(&mut self, user: &str, _session_id: &str) -> Lookup {
         match self.user_lookup(user) {
             Ok(AuthLookup::Found { user, fields }) => match Privileges::resolve(&self.config, &fields) {
-                Ok(_) => Lookup::Found(RecipientUser { name: user, fields }),
+                Ok(_) => Lookup::Found(RecipientUser {
+                    name: user,
+                    fields: fields.0.iter().map(|f| f.to_text()).collect(),
+                }),
                 Err(e) => Lookup::TempFail(e.to_string()),
             },
             Ok(AuthLookup::NotFound) => Lookup::NotFound,
@@ -185,11 +193,13 @@ impl Backend for LocalDelivery {
     }
 
     fn deliver(&mut self, request: &DeliveryRequest<'_>) -> Result<String, DeliverError> {
-        let privs = Privileges::resolve(&self.config, &request.user.fields)
-            .map_err(|e| DeliverError::Temporary(e.to_string()))?;
+        let fields = Fields::parse(&request.user.fields);
+        let privs =
+            Privileges::resolve(&self.config, &fields).map_err(|e| DeliverError::Temporary(e.to_string()))?;
         let _ids = EffectiveIds::switch(&privs).map_err(|e| DeliverError::Temporary(e.to_string()))?;
-        let user =
-            self.open_user(request.user, &privs, request.session_id).map_err(DeliverError::Temporary)?;
+        let user = self
+            .open_user(request.user, &fields, &privs, request.session_id)
+            .map_err(DeliverError::Temporary)?;
         let mut mailbox = match user.open(request.mailbox) {
             Ok(m) => m,
             Err(_) if request.mailbox != "INBOX" => {

@@ -4,12 +4,14 @@
 //! trace headers Dovecot 2.3 adds ([`headers`]), and the local delivery
 //! backend that looks recipients up in auth-userdb and saves into their
 //! mail storage as their uid ([`delivery`]). The `lmtp` and `dovecot-lda`
-//! binaries are thin drivers around these.
+//! binaries are thin drivers around these. Without the `delivery` feature
+//! the crate is the protocol alone (what the fuzz target builds).
 
 pub mod address;
 pub mod command;
 pub mod data;
 pub mod date;
+#[cfg(feature = "delivery")]
 pub mod delivery;
 pub mod headers;
 pub mod session;

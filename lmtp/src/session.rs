@@ -13,8 +13,6 @@
 
 use std::net::IpAddr;
 
-use dovecote_auth::protocol::Fields;
-
 use crate::address::{split_detail, PathAndParams, PathError};
 use crate::command::{self, Command};
 use crate::data::{to_lf, DotDecoder};
@@ -32,7 +30,9 @@ const CRITICAL_MSG: &str = "Internal error occurred. Refer to server log for mor
 pub struct RecipientUser {
     /// The user name userdb returned (it may differ from the one asked).
     pub name: String,
-    pub fields: Fields,
+    /// The userdb fields as `key=value` (or bare `key`) texts, as on the
+    /// auth-master wire.
+    pub fields: Vec<String>,
 }
 
 /// The answer to a recipient lookup.

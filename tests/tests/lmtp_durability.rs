@@ -87,6 +87,8 @@ fn sigkill_during_500_deliveries_loses_nothing_acknowledged() {
         .unwrap();
     let stdout = client.stdout.take().unwrap();
     let done = Arc::new(AtomicBool::new(false));
+    // The killer is a plain thread pacing itself, not an event loop.
+    #[allow(clippy::disallowed_methods)]
     let killer = {
         let done = done.clone();
         std::thread::spawn(move || {

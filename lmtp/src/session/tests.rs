@@ -12,7 +12,7 @@ impl Backend for Fake {
     fn lookup(&mut self, user: &str, _session_id: &str) -> Lookup {
         match user {
             "alice" | "bob" | "alice@example.org" => {
-                Lookup::Found(RecipientUser { name: user.to_string(), fields: Fields::new() })
+                Lookup::Found(RecipientUser { name: user.to_string(), fields: Vec::new() })
             }
             "broken" => Lookup::TempFail("db down".into()),
             _ => Lookup::NotFound,
