@@ -51,8 +51,13 @@ fn process_tree_matches_the_config() {
         let gid = gid_of("dovenull").to_string();
         assert_eq!(status_field(pid, "Gid").split_whitespace().next(), Some(gid.as_str()));
     }
-    // The internal service runs as $default_internal_user, not chrooted.
-    let internal = dovecot.children_running_as("dovecot");
+    // The internal service runs as $default_internal_user, not chrooted;
+    // so does anvil (process_min_avail = 1, as in Dovecot), chrooted to empty/.
+    let (anvil, internal): (Vec<u32>, Vec<u32>) =
+        dovecot.children_running_as("dovecot").into_iter().partition(|p| cmdline(*p) == "dovecot/anvil");
+    assert_eq!(anvil.len(), 1, "one anvil");
+    let empty_root = std::fs::canonicalize(dovecot.base_dir.join("empty")).unwrap();
+    assert_eq!(std::fs::read_link(format!("/proc/{}/root", anvil[0])).unwrap(), empty_root);
     assert_eq!(internal.len(), 1);
     assert_eq!(std::fs::read_link(format!("/proc/{}/root", internal[0])).unwrap().to_str(), Some("/"));
     assert_eq!(status_field(internal[0], "NoNewPrivs"), "1");
@@ -140,8 +145,13 @@ fn doveadm_prints_every_service_process_and_listener() {
          service echo-unix {{\n  executable = echo-service\n  process_min_avail = 1\n  unix_listener echo-unix {{\n    mode = 0666\n  }}\n}}\n"
     );
     let mut dovecot = Instance::start("doveadm", &body);
-    let pids = dovecot.children();
-    assert_eq!(pids.len(), 3);
+    // The echo processes, and anvil (always running, as in Dovecot).
+    let mut pids = Vec::new();
+    assert!(wait_for(Duration::from_secs(2), || {
+        pids = dovecot.children();
+        pids.len() == 4
+    }));
+    assert_eq!(pids.iter().filter(|p| cmdline(**p) == "dovecot/anvil").count(), 1);
     let out = dovecot.doveadm(&["process", "status"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
