@@ -523,4 +523,51 @@ mod tests {
             vec![Event::Fatal("Literal size too large".into())]
         );
     }
+
+    fn run_split(data: &[u8], chunk: usize) -> Vec<Event> {
+        let mut p = Parser::new(Limits { max_line: 256, max_append_literal: 1024 });
+        let mut events = Vec::new();
+        for piece in data.chunks(chunk.max(1)) {
+            let mut input = piece.to_vec();
+            while let Some(e) = p.next(&mut input) {
+                let fatal = matches!(e, Event::Fatal(_));
+                events.push(e);
+                if fatal {
+                    return events;
+                }
+            }
+            assert!(input.is_empty());
+        }
+        events
+    }
+
+    proptest::proptest! {
+        /// The fuzz target's property, in the normal test run: no panic,
+        /// input always consumed, same events however reads are split.
+        #[test]
+        fn read_boundaries_do_not_matter(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b"a1 ".to_vec()),
+                    proptest::strategy::Just(b"FETCH 1:* (FLAGS BODY[HEADER.FIELDS (A)]<0.5>)".to_vec()),
+                    proptest::strategy::Just(b"{3}\r\n".to_vec()),
+                    proptest::strategy::Just(b"{2+}\r\n".to_vec()),
+                    proptest::strategy::Just(b"~{1}\r\n".to_vec()),
+                    proptest::strategy::Just(b"\"q\\\"x\" ".to_vec()),
+                    proptest::strategy::Just(b"\r\n".to_vec()),
+                    proptest::strategy::Just(b"APPEND INBOX ".to_vec()),
+                    proptest::strategy::Just(b"((".to_vec()),
+                    proptest::strategy::Just(b")".to_vec()),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                ],
+                0..30,
+            ),
+            chunk in 1usize..17,
+        ) {
+            let data: Vec<u8> = parts.concat();
+            let whole = run_split(&data, data.len().max(1));
+            let split = run_split(&data, chunk);
+            proptest::prop_assert_eq!(whole, split);
+        }
+    }
 }

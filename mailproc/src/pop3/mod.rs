@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod fetch;
+pub mod fuzzing;
 pub mod lock;
 pub mod maildrop;
 pub mod memory;
