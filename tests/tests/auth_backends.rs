@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -19,20 +19,9 @@ use dovecote_auth::protocol::client_conn::{AuthClientConnection, AuthOutcome};
 use dovecote_auth::protocol::Fields;
 use dovecote_auth::scheme::{self, base64_encode, GenerateParams};
 
-static AUTH_BUILD: Once = Once::new();
-
-/// Builds the `auth` binary next to `dovecot` (the harness builds only the
-/// master and doveadm).
+/// Every service binary, built once for all test files (common::bin_dir).
 fn build_auth() {
-    let dir = bin_dir();
-    AUTH_BUILD.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "dovecote-auth", "--bins"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building auth failed");
-    });
+    bin_dir();
 }
 
 fn start(name: &str, body: &str) -> Instance {

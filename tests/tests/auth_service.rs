@@ -19,21 +19,11 @@ use dovecote_auth::protocol::master_conn::{AuthMasterConnection, Lookup};
 use dovecote_auth::protocol::Fields;
 use dovecote_auth::scheme::base64_encode;
 
-static AUTH_BUILD: Once = Once::new();
 static PAM_SETUP: Once = Once::new();
 
-/// Builds the `auth` binary next to `dovecot` (the harness builds only the
-/// master and doveadm).
+/// Every service binary, built once for all test files (common::bin_dir).
 fn build_auth() {
-    let dir = bin_dir();
-    AUTH_BUILD.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "dovecote-auth", "--bins"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building auth failed");
-    });
+    bin_dir();
 }
 
 /// A fresh CI machine may lack Debian's stock /etc/pam.d/dovecot; create it

@@ -10,23 +10,13 @@ use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
 use std::time::Duration;
 
 use common::*;
 
-static BUILD: Once = Once::new();
-
+/// Every service binary, built once for all test files (common::bin_dir).
 fn build_services() {
-    let dir = bin_dir();
-    BUILD.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "dovecote-auth", "-p", "dovecote-lmtp", "--bins"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building the services failed");
-    });
+    bin_dir();
 }
 
 /// The exact LHLO reply of Debian's Dovecot 2.3.19 lmtp (ssl = no),

@@ -60,14 +60,7 @@ fn sigkill_during_500_deliveries_loses_nothing_acknowledged() {
         format!("alice:{{PLAIN}}pw:{}:{}::{}/alice::\n", uid_of("vmail"), gid_of("vmail"), home.display()),
     )
     .unwrap();
-    {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "dovecote-auth", "-p", "dovecote-lmtp", "--bins"]);
-        if bin_dir().ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success());
-    }
+    bin_dir();
     let port = free_port();
     let body = format!(
         "protocols = lmtp\nhostname = mx.test\n\

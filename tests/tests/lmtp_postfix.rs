@@ -116,14 +116,7 @@ fn postfix_delivers_over_the_unix_socket_and_tcp() {
     let postfix = start_postfix(&files.join("postfix"), smtp_port, lmtp_port);
     let private = files.join("postfix/spool/private");
     assert!(wait_for(Duration::from_secs(10), || private.exists()));
-    {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "dovecote-auth", "-p", "dovecote-lmtp", "--bins"]);
-        if bin_dir().ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success());
-    }
+    bin_dir();
     let body = format!(
         "protocols = lmtp\nhostname = mx.test\n\
          passdb {{\n  driver = passwd-file\n  args = {f}/users\n}}\n\

@@ -6,25 +6,13 @@
 mod common;
 
 use std::io::Write;
-use std::process::Command;
-use std::sync::Once;
 use std::time::Duration;
 
 use common::*;
 
-static BUILD: Once = Once::new();
-
+/// Every service binary, built once for all test files (common::bin_dir).
 fn build_services() {
-    let dir = bin_dir();
-    BUILD.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "dovecote-auth", "-p", "dovecote-login", "-p", "dovecote-mailproc"]);
-        cmd.args(["-p", "dovecote-anvil", "--bins"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building the services failed");
-    });
+    bin_dir();
 }
 
 fn start(name: &str, extra: &str) -> (Instance, u16) {

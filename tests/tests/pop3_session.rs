@@ -11,34 +11,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use common::*;
 use dovecote_config::var_expand::MailVars;
 use dovecote_mailproc::storage::{Flags, MailLocation, NewMessage, User};
 
-static BUILD: Once = Once::new();
-
+/// Every service binary, built once for all test files (common::bin_dir).
 fn build_services() {
-    let dir = bin_dir();
-    BUILD.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
-            "dovecote-auth",
-            "-p",
-            "dovecote-login",
-            "-p",
-            "dovecote-mailproc",
-            "--bins",
-        ]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building the services failed");
-    });
+    bin_dir();
 }
 
 /// The three messages every test mailbox starts with (LF line endings; a

@@ -10,34 +10,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::sync::Once;
 use std::time::Duration;
 
 use common::*;
 use dovecote_auth::protocol::master_conn::AuthMasterConnection;
 use dovecote_login::handoff::{self, HandoffRecord};
 
-static BUILD: Once = Once::new();
-
+/// Every service binary, built once for all test files (common::bin_dir).
 fn build_services() {
-    let dir = bin_dir();
-    BUILD.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
-            "dovecote-auth",
-            "-p",
-            "dovecote-login",
-            "-p",
-            "dovecote-mailproc",
-            "--bins",
-        ]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building the services failed");
-    });
+    bin_dir();
 }
 
 struct Setup {

@@ -23,15 +23,18 @@ pub fn bin_dir() -> PathBuf {
         {
             // `cargo test -p dovecote-tests` alone does not build (or
             // rebuild) other packages' binaries; make sure they are current,
-            // with the same profile. A no-op when they are.
+            // with the same profile. One `--workspace` build for every test
+            // file: per-file package sets would resolve features
+            // differently and rebuild TLS/SQL/LDAP crates each time.
+            // A no-op when they are current.
             let release = dir.ends_with("release");
             let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["build", "-p", "dovecote-master", "-p", "dovecote-doveadm", "--bins"]);
+            cmd.args(["build", "--workspace", "--bins"]);
             if release {
                 cmd.arg("--release");
             }
             let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "building dovecot and doveadm failed");
+            assert!(status.success(), "building the service binaries failed");
         }
     });
     dir
