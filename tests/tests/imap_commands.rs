@@ -41,10 +41,7 @@ fn start(name: &str, mail_location: &str) -> Setup {
     std::fs::create_dir_all(home.join("alice")).unwrap();
     Command::new("chown").args(["-R", "vmail:vmail"]).arg(&home).status().unwrap();
     std::fs::write(dir.join("passwd"), "alice:{PLAIN}Secr3t::::::\n").unwrap();
-    for socket in ["auth-master", "login/login", "login/imap"] {
-        let path = dovecot.base_dir.join(socket);
-        assert!(wait_for(Duration::from_secs(5), || path.exists()), "{} missing", path.display());
-    }
+    dovecot.wait_sockets(&["auth-master", "login/login", "login/imap"]);
     assert!(
         wait_for(Duration::from_secs(5), || AuthMasterConnection::connect(
             &dovecot.base_dir.join("auth-master")

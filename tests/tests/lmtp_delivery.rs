@@ -89,10 +89,7 @@ pub fn start(name: &str, extra: &str) -> Setup {
         f = files.display()
     );
     let dovecot = Instance::start(name, &body);
-    for socket in ["auth-userdb", "lmtp"] {
-        let path = dovecot.base_dir.join(socket);
-        assert!(wait_for(Duration::from_secs(5), || path.exists()), "{} missing", path.display());
-    }
+    dovecot.wait_sockets(&["auth-userdb", "lmtp"]);
     Setup { dovecot, port, files }
 }
 

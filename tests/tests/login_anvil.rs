@@ -37,14 +37,15 @@ fn start(name: &str, extra: &str) -> Setup {
         d = dir.display()
     );
     let dovecot = Instance::start(name, &body);
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    nix::unistd::chown(&home, Some(nix::unistd::Uid::from_raw(uid_of("vmail"))), None).unwrap();
-    std::fs::write(dir.join("passwd"), "alice:{PLAIN}Secr3t::::::\nbob:{PLAIN}B0b::::::\n").unwrap();
-    for socket in ["auth-master", "login/login", "login/imap", "login/pop3", "anvil", "anvil-auth-penalty"] {
-        let path = dovecot.base_dir.join(socket);
-        assert!(wait_for(Duration::from_secs(5), || path.exists()), "{} missing", path.display());
-    }
+    vmail_homes_and_passwd(&dir, "alice:{PLAIN}Secr3t::::::\nbob:{PLAIN}B0b::::::\n");
+    dovecot.wait_sockets(&[
+        "auth-master",
+        "login/login",
+        "login/imap",
+        "login/pop3",
+        "anvil",
+        "anvil-auth-penalty",
+    ]);
     Setup { dovecot, imap, pop3 }
 }
 

@@ -94,10 +94,7 @@ fn start(name: &str, format: &str, extra: &str) -> Setup {
         let st = Command::new("chown").args(["-R", "vmail:vmail"]).arg(&path).status().unwrap();
         assert!(st.success());
     }
-    for socket in ["auth-master", "login/login", "login/pop3"] {
-        let path = dovecot.base_dir.join(socket);
-        assert!(wait_for(Duration::from_secs(5), || path.exists()), "{} missing", path.display());
-    }
+    dovecot.wait_sockets(&["auth-master", "login/login", "login/pop3"]);
     Setup { dovecot, pop3, pop3s, uid_validity, uids, sizes, location, home }
 }
 

@@ -42,14 +42,8 @@ fn start(name: &str, extra: &str) -> Setup {
         d = dir.display()
     );
     let dovecot = Instance::start(name, &body);
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    nix::unistd::chown(&home, Some(nix::unistd::Uid::from_raw(uid_of("vmail"))), None).unwrap();
-    std::fs::write(dir.join("passwd"), "alice:{PLAIN}Secr3t::::::\n").unwrap();
-    for socket in ["auth-master", "login/login", "login/imap", "login/pop3"] {
-        let path = dovecot.base_dir.join(socket);
-        assert!(wait_for(Duration::from_secs(5), || path.exists()), "{} missing", path.display());
-    }
+    vmail_homes_and_passwd(&dir, "alice:{PLAIN}Secr3t::::::\n");
+    dovecot.wait_sockets(&["auth-master", "login/login", "login/imap", "login/pop3"]);
     // Have the auth process up (and answering) before the first login.
     let mut auth = None;
     assert!(

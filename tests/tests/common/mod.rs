@@ -379,3 +379,23 @@ pub fn ss_lines(port: u16) -> Vec<String> {
 pub fn lines_of(text: &str) -> Vec<String> {
     BufReader::new(text.as_bytes()).lines().map_while(Result::ok).collect()
 }
+
+/// Creates `dir/home` owned by vmail (where the static userdb puts the
+/// users' homes) and writes `dir/passwd` for the passwd-file passdb.
+pub fn vmail_homes_and_passwd(dir: &Path, passwd: &str) -> PathBuf {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).expect("create the homes directory");
+    nix::unistd::chown(&home, Some(nix::unistd::Uid::from_raw(uid_of("vmail"))), None).expect("chown homes");
+    std::fs::write(dir.join("passwd"), passwd).expect("write passwd");
+    home
+}
+
+impl Instance {
+    /// Waits until each named socket (relative to base_dir) exists.
+    pub fn wait_sockets(&self, sockets: &[&str]) {
+        for socket in sockets {
+            let path = self.base_dir.join(socket);
+            assert!(wait_for(Duration::from_secs(5), || path.exists()), "{} missing", path.display());
+        }
+    }
+}
