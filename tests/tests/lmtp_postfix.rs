@@ -112,18 +112,21 @@ fn postfix_delivers_over_the_unix_socket_and_tcp() {
     )
     .unwrap();
     let (smtp_port, lmtp_port) = (free_port(), free_port());
+    let (imap_port, pop3_port) = (free_port(), free_port());
     // Postfix first: it creates the queue's private/ directory our socket goes in.
     let postfix = start_postfix(&files.join("postfix"), smtp_port, lmtp_port);
     let private = files.join("postfix/spool/private");
     assert!(wait_for(Duration::from_secs(10), || private.exists()));
     bin_dir();
     let body = format!(
-        "protocols = lmtp\nhostname = mx.test\n\
+        "protocols = lmtp imap pop3\nhostname = mx.test\n\
          passdb {{\n  driver = passwd-file\n  args = {f}/users\n}}\n\
          userdb {{\n  driver = passwd-file\n  args = {f}/users\n}}\n\
          mail_location = maildir:~/Maildir\n\
          service lmtp {{\n  unix_listener {p}/dovecot-lmtp {{\n    user = postfix\n    group = postfix\n    mode = 0600\n  }}\n\
-           inet_listener lmtp {{\n    port = {lmtp_port}\n  }}\n}}\n",
+           inet_listener lmtp {{\n    port = {lmtp_port}\n  }}\n}}\n\
+         service imap-login {{\n inet_listener imap {{\n port = {imap_port}\n }}\n inet_listener imaps {{\n port = 0\n }}\n}}\n\
+         service pop3-login {{\n inet_listener pop3 {{\n port = {pop3_port}\n }}\n inet_listener pop3s {{\n port = 0\n }}\n}}\n",
         f = files.display(),
         p = private.display()
     );
@@ -165,6 +168,41 @@ fn postfix_delivers_over_the_unix_socket_and_tcp() {
         assert!(text.contains(&format!("\n\tfor <{addr}>; ")), "{text}");
         assert!(text.contains(&format!("Subject: {subject}\n")), "{text}");
     }
+    // The delivered mail, with the headers Dovecot adds, as the users'
+    // clients see it: alice over IMAP, bob over POP3.
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import imaplib, poplib\n\
+             i = imaplib.IMAP4('127.0.0.1', {imap_port})\n\
+             i.login('alice@unix.test', 'pw')\n\
+             i.select('INBOX')\n\
+             typ, data = i.fetch('1', '(BODY.PEEK[HEADER.FIELDS (RETURN-PATH DELIVERED-TO SUBJECT)])')\n\
+             print(data[0][1].decode())\n\
+             i.logout()\n\
+             p = poplib.POP3('127.0.0.1', {pop3_port})\n\
+             p.user('bob@inet.test')\n\
+             p.pass_('pw')\n\
+             print(b'\\n'.join(p.retr(1)[1]).decode())\n\
+             p.quit()\n"
+        ))
+        .output()
+        .unwrap();
+    let clients = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), dovecot.log_text());
+    assert!(
+        clients.contains(
+            "Return-Path: <sender@example.org>\r\nDelivered-To: alice@unix.test\r\nSubject: via unix\r\n"
+        ),
+        "{clients}"
+    );
+    assert!(
+        clients.contains(
+            "Return-Path: <sender@example.org>\nDelivered-To: bob@inet.test\nReceived: from mta.test"
+        ),
+        "{clients}"
+    );
+    assert!(clients.contains("Subject: via inet\n") && clients.contains("\n\nhello bob"), "{clients}");
     assert!(
         wait_for(Duration::from_secs(10), || postfix_log().matches("status=sent").count() >= 2),
         "{}",
