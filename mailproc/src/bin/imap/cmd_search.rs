@@ -1,12 +1,12 @@
 //! SEARCH and UID SEARCH: CHARSET, ESEARCH `RETURN (MIN MAX COUNT ALL
 //! SAVE)` (RFC 4731), SEARCHRES `$` (RFC 5182) and the `(MODSEQ n)` of
-//! CONDSTORE, evaluated by the search program of [`crate::render_glue`].
+//! CONDSTORE, evaluated by [`dovecote_mailproc::imap::search::SearchProgram`].
 
 use dovecote_mailproc::imap::args::{compress, Arg};
 use dovecote_mailproc::imap::message::SearchContext;
+use dovecote_mailproc::imap::search::{SearchError, SearchProgram};
 
 use crate::dispatch::{Ctx, Done};
-use crate::render_glue::SearchProgram;
 use crate::session::Message;
 
 pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
@@ -30,19 +30,14 @@ pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         esearch = Some(names);
         rest = &rest[2..];
     }
-    let mut charset = None;
-    if rest.first().and_then(Arg::as_atom).is_some_and(|a| a.eq_ignore_ascii_case("CHARSET")) {
-        let Some(cs) = rest.get(1).and_then(Arg::as_astring) else { return ctx.invalid() };
-        let cs = String::from_utf8_lossy(cs).to_ascii_uppercase();
-        if !matches!(cs.as_str(), "UTF-8" | "US-ASCII" | "ISO-8859-1") {
-            return Done::No("[BADCHARSET (UTF-8)] Unknown charset".into());
-        }
-        charset = Some(cs);
-        rest = &rest[2..];
-    }
-    let program = match SearchProgram::parse(rest, charset.as_deref()) {
+    // CHARSET is parsed (and checked) by the search program itself.
+    let program = match SearchProgram::parse(rest, None) {
         Ok(p) => p,
-        Err(e) => return Done::Bad(e.to_string().replacen("SEARCH", &ctx.name, 1)),
+        Err(e @ SearchError::BadCharset(_)) => return Done::No(e.to_string()),
+        Err(e) => {
+            let command = if ctx.uid { "UID SEARCH" } else { "SEARCH" };
+            return Done::Bad(e.for_command(command).to_string());
+        }
     };
     let uid_cmd = ctx.uid;
     let saved = ctx.session.saved_search.clone();
