@@ -129,6 +129,30 @@ d = c._untagged_response(typ, data, 'ESEARCH')[1]
 check(b'MIN 1 MAX 2 COUNT 2' in d[0], f'esearch: {d}')
 typ, data = bad(c.search, None, 'FOO')
 check(typ == 'BAD' and b'Unknown argument' in data[0], f'search bad: {data}')
+c.literal = 'h\u00e9llo'.encode()
+d = ok(c.search('UTF-8', 'SUBJECT'), 'SEARCH CHARSET UTF-8 non-ASCII')
+check(d == [b''], f'search utf-8: {d}')
+typ, data = c.search('X-NOPE', 'ALL')
+check(typ == 'NO' and b'[BADCHARSET' in data[0], f'badcharset: {typ} {data}')
+
+# SORT / THREAD.
+for cap in ['SORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=REFS', 'THREAD=ORDEREDSUBJECT']:
+    check(cap in caps.split(), f'capability {cap} missing: {caps}')
+d = ok(c.sort('(SUBJECT)', 'UTF-8', 'ALL'), 'SORT SUBJECT')
+check(d == [b'1 2'], f'sort subject: {d}')
+d = ok(c.sort('(REVERSE FROM)', 'UTF-8', 'ALL'), 'SORT REVERSE FROM')
+check(d == [b'2 1'], f'sort reverse from: {d}')
+d = ok(c.uid('SORT', '(REVERSE ARRIVAL)', 'UTF-8', 'ALL'), 'UID SORT')
+check(d == [b'2 1'], f'uid sort: {d}')
+d = ok(c.sort('(SIZE)', 'UTF-8', 'SUBJECT', 'second'), 'SORT with search')
+check(d == [b'2'], f'sort search: {d}')
+typ, data = bad(c.sort, '(FOO)', 'UTF-8', 'ALL')
+check(typ == 'BAD' and b'Unknown sort argument' in data[0], f'sort bad: {data}')
+for alg in ['REFERENCES', 'REFS', 'ORDEREDSUBJECT']:
+    d = ok(c.thread(alg, 'UTF-8', 'ALL'), f'THREAD {alg}')
+    check(d == [b'(1)(2)'], f'thread {alg}: {d}')
+d = ok(c.uid('THREAD', 'REFERENCES', 'UTF-8', 'ALL'), 'UID THREAD')
+check(d == [b'(1)(2)'], f'uid thread: {d}')
 
 # COPY / MOVE.
 ok(c.create('Archive'), 'CREATE Archive')

@@ -40,28 +40,7 @@ pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         }
     };
     let uid_cmd = ctx.uid;
-    let saved = ctx.session.saved_search.clone();
-    let Some(sel) = ctx.session.selected.as_mut() else { return Done::Bad("No mailbox selected".into()) };
-    let search_ctx = SearchContext {
-        max_seq: sel.uids.len() as u32,
-        max_uid: sel.max_uid(),
-        saved,
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    };
-    let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-    let uids = sel.uids.clone();
-    for (i, uid) in uids.iter().enumerate() {
-        let Some(record) = sel.mailbox.message(*uid).cloned() else { continue };
-        let recent = sel.recent.contains(uid);
-        let modseq = record.modseq;
-        let mut msg = Message::new(&mut sel.mailbox, record, i as u32 + 1, recent);
-        if program.matches(&mut msg, &search_ctx) {
-            hits.push((i as u32 + 1, *uid, modseq));
-        }
-    }
+    let Some(hits) = matching(ctx, &program) else { return Done::Bad("No mailbox selected".into()) };
     let numbers: Vec<u32> = hits.iter().map(|(s, u, _)| if uid_cmd { *u } else { *s }).collect();
     let max_modseq = hits.iter().map(|(_, _, m)| *m).max();
     let modseq_suffix = match (program.uses_modseq(), max_modseq) {
@@ -110,4 +89,31 @@ pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         }
     }
     Done::Ok("Search completed".into())
+}
+
+/// The selected messages `program` matches, as (sequence, UID, modseq).
+pub fn matching(ctx: &mut Ctx<'_>, program: &SearchProgram) -> Option<Vec<(u32, u32, u64)>> {
+    let saved = ctx.session.saved_search.clone();
+    let sel = ctx.session.selected.as_mut()?;
+    let search_ctx = SearchContext {
+        max_seq: sel.uids.len() as u32,
+        max_uid: sel.max_uid(),
+        saved,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    let mut hits = Vec::new();
+    let uids = sel.uids.clone();
+    for (i, uid) in uids.iter().enumerate() {
+        let Some(record) = sel.mailbox.message(*uid).cloned() else { continue };
+        let recent = sel.recent.contains(uid);
+        let modseq = record.modseq;
+        let mut msg = Message::new(&mut sel.mailbox, record, i as u32 + 1, recent);
+        if program.matches(&mut msg, &search_ctx) {
+            hits.push((i as u32 + 1, *uid, modseq));
+        }
+    }
+    Some(hits)
 }
