@@ -78,6 +78,8 @@ check(b'MESSAGES 2' in st and b'UIDNEXT 3' in st and b'UNSEEN 2' in st, f'status
 # SELECT, FETCH.
 ok(c.select('INBOX'), 'SELECT')
 check(c.untagged_responses.get('EXISTS') == [b'2'], f'exists: {c.untagged_responses}')
+# The first SELECT after delivery takes \Recent for both messages.
+check(c.untagged_responses.get('RECENT') == [b'2'], f'recent: {c.untagged_responses}')
 d = ok(c.fetch('1', '(FLAGS UID RFC822.SIZE INTERNALDATE)'), 'FETCH')[0]
 check(b'\\Flagged' in d and b'UID 1' in d and b'RFC822.SIZE %d' % len(msg1) in d and b'01-Jan-2020 10:00:00 +0000' in d, f'fetch: {d}')
 d = ok(c.fetch('1', '(BODY.PEEK[])'), 'FETCH BODY.PEEK[]')
@@ -118,6 +120,10 @@ d = ok(c.search(None, 'SUBJECT', '"hello"'), 'SEARCH')
 check(d[0] == b'1', f'search: {d}')
 d = ok(c.search(None, 'UNSEEN'), 'SEARCH UNSEEN')
 check(d[0] == b'2', f'unseen: {d}')
+d = ok(c.search(None, 'RECENT'), 'SEARCH RECENT')
+check(d[0] == b'1 2', f'search recent: {d}')
+d = ok(c.fetch('2', '(FLAGS)'), 'FETCH FLAGS recent')
+check(b'\\Recent' in d[0], f'fetch recent: {d}')
 d = ok(c.uid('SEARCH', 'ALL'), 'UID SEARCH')
 check(d[0] == b'1 2', f'uid search: {d}')
 d = ok(c.search(None, 'BODY', 'two'), 'SEARCH BODY')

@@ -170,7 +170,9 @@ impl Session {
         for m in &new {
             sel.uids.push(m.uid);
             sel.known.insert(m.uid, m.modseq);
-            sel.recent.insert(m.uid);
+            if sel.mailbox.is_recent(m.uid) {
+                sel.recent.insert(m.uid);
+            }
             for k in &m.keywords {
                 new_keywords |= sel.keywords.insert(k.clone());
             }
