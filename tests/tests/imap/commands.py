@@ -94,6 +94,15 @@ d = ok(c.fetch('2', '(BODY.PEEK[2] BODY.PEEK[1.MIME])'), 'FETCH parts')
 check(d[0][1] == b'<p>two</p>', f'part 2: {d}')
 d = ok(c.fetch('1', '(ENVELOPE BODYSTRUCTURE)'), 'FETCH ENVELOPE')[0]
 check(b'"hello one"' in d and b'"alice" "example.com"' in d and b'"text" "plain"' in d, f'envelope: {d}')
+# Byte for byte what Dovecot 2.3.19 answers for the multipart message.
+d = ok(c.fetch('2', '(ENVELOPE BODYSTRUCTURE BODY)'), 'FETCH multipart ENVELOPE/BODYSTRUCTURE')[0]
+expected = (b'2 (ENVELOPE (NIL "second" ((NIL NIL "bob" "example.com")) ((NIL NIL "bob" "example.com")) '
+            b'((NIL NIL "bob" "example.com")) NIL NIL NIL NIL NIL) BODYSTRUCTURE (("text" "plain" '
+            b'("charset" "us-ascii") NIL NIL "7bit" 8 0 NIL NIL NIL NIL)("text" "html" ("charset" "us-ascii") '
+            b'NIL NIL "7bit" 10 0 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL) BODY (("text" "plain" '
+            b'("charset" "us-ascii") NIL NIL "7bit" 8 0)("text" "html" ("charset" "us-ascii") NIL NIL "7bit" 10 0) '
+            b'"mixed"))')
+check(d == expected, f'multipart structure: {d}')
 d = ok(c.fetch('1', '(BODY[TEXT])'), 'FETCH sets seen')
 check(b'\\Seen' in d[-1] if isinstance(d[-1], bytes) else b'\\Seen' in d[0][0], f'seen: {d}')
 d = ok(c.fetch('1', '(FLAGS)'), 'FETCH after seen')
