@@ -78,6 +78,8 @@ check(b'MESSAGES 2' in st and b'UIDNEXT 3' in st and b'UNSEEN 2' in st, f'status
 # SELECT, FETCH.
 ok(c.select('INBOX'), 'SELECT')
 check(c.untagged_responses.get('EXISTS') == [b'2'], f'exists: {c.untagged_responses}')
+# The first SELECT after delivery takes \Recent for both messages.
+check(c.untagged_responses.get('RECENT') == [b'2'], f'recent: {c.untagged_responses}')
 d = ok(c.fetch('1', '(FLAGS UID RFC822.SIZE INTERNALDATE)'), 'FETCH')[0]
 check(b'\\Flagged' in d and b'UID 1' in d and b'RFC822.SIZE %d' % len(msg1) in d and b'01-Jan-2020 10:00:00 +0000' in d, f'fetch: {d}')
 d = ok(c.fetch('1', '(BODY.PEEK[])'), 'FETCH BODY.PEEK[]')
@@ -92,6 +94,15 @@ d = ok(c.fetch('2', '(BODY.PEEK[2] BODY.PEEK[1.MIME])'), 'FETCH parts')
 check(d[0][1] == b'<p>two</p>', f'part 2: {d}')
 d = ok(c.fetch('1', '(ENVELOPE BODYSTRUCTURE)'), 'FETCH ENVELOPE')[0]
 check(b'"hello one"' in d and b'"alice" "example.com"' in d and b'"text" "plain"' in d, f'envelope: {d}')
+# Byte for byte what Dovecot 2.3.19 answers for the multipart message.
+d = ok(c.fetch('2', '(ENVELOPE BODYSTRUCTURE BODY)'), 'FETCH multipart ENVELOPE/BODYSTRUCTURE')[0]
+expected = (b'2 (ENVELOPE (NIL "second" ((NIL NIL "bob" "example.com")) ((NIL NIL "bob" "example.com")) '
+            b'((NIL NIL "bob" "example.com")) NIL NIL NIL NIL NIL) BODYSTRUCTURE (("text" "plain" '
+            b'("charset" "us-ascii") NIL NIL "7bit" 8 0 NIL NIL NIL NIL)("text" "html" ("charset" "us-ascii") '
+            b'NIL NIL "7bit" 10 0 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL) BODY (("text" "plain" '
+            b'("charset" "us-ascii") NIL NIL "7bit" 8 0)("text" "html" ("charset" "us-ascii") NIL NIL "7bit" 10 0) '
+            b'"mixed"))')
+check(d == expected, f'multipart structure: {d}')
 d = ok(c.fetch('1', '(BODY[TEXT])'), 'FETCH sets seen')
 check(b'\\Seen' in d[-1] if isinstance(d[-1], bytes) else b'\\Seen' in d[0][0], f'seen: {d}')
 d = ok(c.fetch('1', '(FLAGS)'), 'FETCH after seen')
@@ -118,6 +129,10 @@ d = ok(c.search(None, 'SUBJECT', '"hello"'), 'SEARCH')
 check(d[0] == b'1', f'search: {d}')
 d = ok(c.search(None, 'UNSEEN'), 'SEARCH UNSEEN')
 check(d[0] == b'2', f'unseen: {d}')
+d = ok(c.search(None, 'RECENT'), 'SEARCH RECENT')
+check(d[0] == b'1 2', f'search recent: {d}')
+d = ok(c.fetch('2', '(FLAGS)'), 'FETCH FLAGS recent')
+check(b'\\Recent' in d[0], f'fetch recent: {d}')
 d = ok(c.uid('SEARCH', 'ALL'), 'UID SEARCH')
 check(d[0] == b'1 2', f'uid search: {d}')
 d = ok(c.search(None, 'BODY', 'two'), 'SEARCH BODY')
@@ -129,6 +144,30 @@ d = c._untagged_response(typ, data, 'ESEARCH')[1]
 check(b'MIN 1 MAX 2 COUNT 2' in d[0], f'esearch: {d}')
 typ, data = bad(c.search, None, 'FOO')
 check(typ == 'BAD' and b'Unknown argument' in data[0], f'search bad: {data}')
+c.literal = 'h\u00e9llo'.encode()
+d = ok(c.search('UTF-8', 'SUBJECT'), 'SEARCH CHARSET UTF-8 non-ASCII')
+check(d == [b''], f'search utf-8: {d}')
+typ, data = c.search('X-NOPE', 'ALL')
+check(typ == 'NO' and b'[BADCHARSET' in data[0], f'badcharset: {typ} {data}')
+
+# SORT / THREAD.
+for cap in ['SORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=REFS', 'THREAD=ORDEREDSUBJECT']:
+    check(cap in caps.split(), f'capability {cap} missing: {caps}')
+d = ok(c.sort('(SUBJECT)', 'UTF-8', 'ALL'), 'SORT SUBJECT')
+check(d == [b'1 2'], f'sort subject: {d}')
+d = ok(c.sort('(REVERSE FROM)', 'UTF-8', 'ALL'), 'SORT REVERSE FROM')
+check(d == [b'2 1'], f'sort reverse from: {d}')
+d = ok(c.uid('SORT', '(REVERSE ARRIVAL)', 'UTF-8', 'ALL'), 'UID SORT')
+check(d == [b'2 1'], f'uid sort: {d}')
+d = ok(c.sort('(SIZE)', 'UTF-8', 'SUBJECT', 'second'), 'SORT with search')
+check(d == [b'2'], f'sort search: {d}')
+typ, data = bad(c.sort, '(FOO)', 'UTF-8', 'ALL')
+check(typ == 'BAD' and b'Unknown sort argument' in data[0], f'sort bad: {data}')
+for alg in ['REFERENCES', 'REFS', 'ORDEREDSUBJECT']:
+    d = ok(c.thread(alg, 'UTF-8', 'ALL'), f'THREAD {alg}')
+    check(d == [b'(1)(2)'], f'thread {alg}: {d}')
+d = ok(c.uid('THREAD', 'REFERENCES', 'UTF-8', 'ALL'), 'UID THREAD')
+check(d == [b'(1)(2)'], f'uid thread: {d}')
 
 # COPY / MOVE.
 ok(c.create('Archive'), 'CREATE Archive')

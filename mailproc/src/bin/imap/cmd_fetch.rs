@@ -9,8 +9,8 @@ use dovecote_mailproc::storage::mime;
 use dovecote_mailproc::storage::{FlagOp, FlagUpdate, Flags, Keywords};
 
 use crate::dispatch::{Ctx, Done};
-use crate::render_glue;
 use crate::response::{crlf, flag_list, internal_date, push_literal, push_nstring, storage_error};
+use dovecote_mailproc::imap::{bodystructure, envelope};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sect {
@@ -358,14 +358,21 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
                         failed = true;
                         break;
                     };
-                    let text = match item {
+                    // Bytes, not text: 8-bit header values go out as sent.
+                    match item {
                         Item::Envelope => {
-                            format!("ENVELOPE {}", render_glue::envelope(&d[..mime_header_len(&d)]))
+                            p.extend_from_slice(b"ENVELOPE ");
+                            p.extend_from_slice(&envelope::envelope_bytes(&d[..mime_header_len(&d)]));
                         }
-                        Item::Body => format!("BODY {}", render_glue::body(&d)),
-                        _ => format!("BODYSTRUCTURE {}", render_glue::bodystructure(&d)),
-                    };
-                    p.extend_from_slice(text.as_bytes());
+                        Item::Body => {
+                            p.extend_from_slice(b"BODY ");
+                            p.extend_from_slice(&bodystructure::render(&d, false));
+                        }
+                        _ => {
+                            p.extend_from_slice(b"BODYSTRUCTURE ");
+                            p.extend_from_slice(&bodystructure::render(&d, true));
+                        }
+                    }
                 }
                 Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => {
                     let Some(d) = need_data(&mut sel.mailbox) else {

@@ -1,12 +1,12 @@
 //! SEARCH and UID SEARCH: CHARSET, ESEARCH `RETURN (MIN MAX COUNT ALL
 //! SAVE)` (RFC 4731), SEARCHRES `$` (RFC 5182) and the `(MODSEQ n)` of
-//! CONDSTORE, evaluated by the search program of [`crate::render_glue`].
+//! CONDSTORE, evaluated by [`dovecote_mailproc::imap::search::SearchProgram`].
 
 use dovecote_mailproc::imap::args::{compress, Arg};
 use dovecote_mailproc::imap::message::SearchContext;
+use dovecote_mailproc::imap::search::{SearchError, SearchProgram};
 
 use crate::dispatch::{Ctx, Done};
-use crate::render_glue::SearchProgram;
 use crate::session::Message;
 
 pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
@@ -30,43 +30,17 @@ pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         esearch = Some(names);
         rest = &rest[2..];
     }
-    let mut charset = None;
-    if rest.first().and_then(Arg::as_atom).is_some_and(|a| a.eq_ignore_ascii_case("CHARSET")) {
-        let Some(cs) = rest.get(1).and_then(Arg::as_astring) else { return ctx.invalid() };
-        let cs = String::from_utf8_lossy(cs).to_ascii_uppercase();
-        if !matches!(cs.as_str(), "UTF-8" | "US-ASCII" | "ISO-8859-1") {
-            return Done::No("[BADCHARSET (UTF-8)] Unknown charset".into());
-        }
-        charset = Some(cs);
-        rest = &rest[2..];
-    }
-    let program = match SearchProgram::parse(rest, charset.as_deref()) {
+    // CHARSET is parsed (and checked) by the search program itself.
+    let program = match SearchProgram::parse(rest, None) {
         Ok(p) => p,
-        Err(e) => return Done::Bad(e.to_string().replacen("SEARCH", &ctx.name, 1)),
+        Err(e @ SearchError::BadCharset(_)) => return Done::No(e.to_string()),
+        Err(e) => {
+            let command = if ctx.uid { "UID SEARCH" } else { "SEARCH" };
+            return Done::Bad(e.for_command(command).to_string());
+        }
     };
     let uid_cmd = ctx.uid;
-    let saved = ctx.session.saved_search.clone();
-    let Some(sel) = ctx.session.selected.as_mut() else { return Done::Bad("No mailbox selected".into()) };
-    let search_ctx = SearchContext {
-        max_seq: sel.uids.len() as u32,
-        max_uid: sel.max_uid(),
-        saved,
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    };
-    let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-    let uids = sel.uids.clone();
-    for (i, uid) in uids.iter().enumerate() {
-        let Some(record) = sel.mailbox.message(*uid).cloned() else { continue };
-        let recent = sel.recent.contains(uid);
-        let modseq = record.modseq;
-        let mut msg = Message::new(&mut sel.mailbox, record, i as u32 + 1, recent);
-        if program.matches(&mut msg, &search_ctx) {
-            hits.push((i as u32 + 1, *uid, modseq));
-        }
-    }
+    let Some(hits) = matching(ctx, &program) else { return Done::Bad("No mailbox selected".into()) };
     let numbers: Vec<u32> = hits.iter().map(|(s, u, _)| if uid_cmd { *u } else { *s }).collect();
     let max_modseq = hits.iter().map(|(_, _, m)| *m).max();
     let modseq_suffix = match (program.uses_modseq(), max_modseq) {
@@ -115,4 +89,31 @@ pub fn search(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         }
     }
     Done::Ok("Search completed".into())
+}
+
+/// The selected messages `program` matches, as (sequence, UID, modseq).
+pub fn matching(ctx: &mut Ctx<'_>, program: &SearchProgram) -> Option<Vec<(u32, u32, u64)>> {
+    let saved = ctx.session.saved_search.clone();
+    let sel = ctx.session.selected.as_mut()?;
+    let search_ctx = SearchContext {
+        max_seq: sel.uids.len() as u32,
+        max_uid: sel.max_uid(),
+        saved,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    let mut hits = Vec::new();
+    let uids = sel.uids.clone();
+    for (i, uid) in uids.iter().enumerate() {
+        let Some(record) = sel.mailbox.message(*uid).cloned() else { continue };
+        let recent = sel.recent.contains(uid);
+        let modseq = record.modseq;
+        let mut msg = Message::new(&mut sel.mailbox, record, i as u32 + 1, recent);
+        if program.matches(&mut msg, &search_ctx) {
+            hits.push((i as u32 + 1, *uid, modseq));
+        }
+    }
+    Some(hits)
 }

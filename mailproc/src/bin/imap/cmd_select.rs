@@ -59,14 +59,21 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
     if ctx.session.selected.take().is_some() && ctx.session.qresync {
         ctx.out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
     }
-    let mailbox = match ctx.login.user.open(&name) {
+    let mut mailbox = match ctx.login.user.open(&name) {
         Ok(m) => m,
         Err(dovecote_mailproc::storage::StorageError::NotFound(_)) => {
             return Done::No(format!("Mailbox doesn't exist: {name}"));
         }
         Err(e) => return Done::No(storage_error(&e)),
     };
-    let sel = Selected::new(name, mailbox, readonly);
+    // The first session to SELECT (never EXAMINE) takes \Recent.
+    if !readonly {
+        if let Err(e) = mailbox.claim_recent() {
+            return Done::No(storage_error(&e));
+        }
+    }
+    let mut sel = Selected::new(name, mailbox, readonly);
+    sel.recent = sel.mailbox.recent_uids().into_iter().collect();
     let st = sel.mailbox.status();
     let mut out = String::new();
     out.push_str(&sel.flags_line());
@@ -78,7 +85,7 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
         all.push("\\*");
         out.push_str(&format!("* OK [PERMANENTFLAGS ({})] Flags permitted.\r\n", all.join(" ")));
     }
-    out.push_str(&format!("* {} EXISTS\r\n* 0 RECENT\r\n", sel.uids.len()));
+    out.push_str(&format!("* {} EXISTS\r\n* {} RECENT\r\n", sel.uids.len(), sel.recent.len()));
     if let Some(first) = sel.mailbox.messages().position(|m| !m.flags.contains(Flags::SEEN)) {
         out.push_str(&format!("* OK [UNSEEN {}] First unseen.\r\n", first + 1));
     }

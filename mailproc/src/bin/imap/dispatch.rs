@@ -11,7 +11,7 @@ use dovecote_mailproc::postlogin::{Flow, LoggedIn};
 
 use crate::session::{Session, SyncKind};
 use crate::{
-    cmd_append, cmd_fetch, cmd_mailbox, cmd_misc, cmd_search, cmd_select, cmd_store, response, Imap,
+    cmd_append, cmd_fetch, cmd_mailbox, cmd_misc, cmd_search, cmd_select, cmd_sort, cmd_store, response, Imap,
 };
 
 /// A handler's outcome (texts without tag and timing).
@@ -63,7 +63,10 @@ pub fn run(imap: &Imap, login: &LoggedIn, session: &mut Session, cmd: Command, o
         uid = true;
         args = args.get(1..).unwrap_or_default();
         name = format!("UID {sub}");
-        if !matches!(sub.as_str(), "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE") {
+        if !matches!(
+            sub.as_str(),
+            "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE" | "SORT" | "THREAD"
+        ) {
             let text = format!("Error in IMAP command {name}: Unknown command");
             reply(out, &cmd.tag, "BAD", &text, started);
             return Flow::Continue;
@@ -103,6 +106,8 @@ pub fn run(imap: &Imap, login: &LoggedIn, session: &mut Session, cmd: Command, o
         "COPY" => cmd_store::copy(&mut ctx, args, false),
         "MOVE" => cmd_store::copy(&mut ctx, args, true),
         "SEARCH" => cmd_search::search(&mut ctx, args),
+        "SORT" => cmd_sort::sort(&mut ctx, args),
+        "THREAD" => cmd_sort::thread(&mut ctx, args),
         _ => Done::Bad(format!("Error in IMAP command {name}: Unknown command")),
     };
     let tag = cmd.tag.as_str();
@@ -116,7 +121,7 @@ pub fn run(imap: &Imap, login: &LoggedIn, session: &mut Session, cmd: Command, o
     let sync = match base.as_str() {
         _ if kind == "BAD" => None,
         "SELECT" | "EXAMINE" | "CLOSE" | "UNSELECT" | "LOGOUT" => None,
-        "FETCH" | "STORE" | "SEARCH" if !uid => Some(SyncKind::NoExpunges),
+        "FETCH" | "STORE" | "SEARCH" | "SORT" | "THREAD" if !uid => Some(SyncKind::NoExpunges),
         _ => Some(SyncKind::Full),
     };
     if let Some(sync) = sync {

@@ -11,9 +11,9 @@ mod cmd_mailbox;
 mod cmd_misc;
 mod cmd_search;
 mod cmd_select;
+mod cmd_sort;
 mod cmd_store;
 mod dispatch;
-mod render_glue;
 mod response;
 mod session;
 
@@ -39,9 +39,9 @@ const DOVECOT_CAPABILITY: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE ID
      SAVEDATE LITERAL+ NOTIFY SPECIAL-USE";
 
 /// What this process implements (SASL-IR and LOGIN-REFERRALS are facts
-/// about the login half, kept as Dovecot does); the render-dependent ones
-/// come from [`render_glue::EXTRA_CAPABILITY`].
-const IMPLEMENTED: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE MULTIAPPEND UNSELECT CHILDREN \
+/// about the login half, kept as Dovecot does).
+const IMPLEMENTED: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
+     THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND UNSELECT CHILDREN \
      NAMESPACE UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-STATUS MOVE STATUS=SIZE \
      SAVEDATE LITERAL+ SPECIAL-USE";
 
@@ -50,8 +50,7 @@ const IDLE_NOTIFY: Duration = Duration::from_secs(120);
 
 /// The capability string: Dovecot's order, only what is implemented.
 fn default_capability() -> String {
-    let have: Vec<&str> =
-        IMPLEMENTED.split_whitespace().chain(render_glue::EXTRA_CAPABILITY.split_whitespace()).collect();
+    let have: Vec<&str> = IMPLEMENTED.split_whitespace().collect();
     DOVECOT_CAPABILITY.split_whitespace().filter(|c| have.contains(c)).collect::<Vec<_>>().join(" ")
 }
 

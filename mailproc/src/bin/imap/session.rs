@@ -170,7 +170,9 @@ impl Session {
         for m in &new {
             sel.uids.push(m.uid);
             sel.known.insert(m.uid, m.modseq);
-            sel.recent.insert(m.uid);
+            if sel.mailbox.is_recent(m.uid) {
+                sel.recent.insert(m.uid);
+            }
             for k in &m.keywords {
                 new_keywords |= sel.keywords.insert(k.clone());
             }
@@ -220,7 +222,8 @@ impl Session {
 /// A message of the selected mailbox as SEARCH/SORT see it: record facts
 /// at hand, header and body read on first use and kept for the command.
 pub struct Message<'a> {
-    pub mailbox: &'a mut Mailbox,
+    /// `None` for a [`Message::with_header`] snapshot.
+    pub mailbox: Option<&'a mut Mailbox>,
     pub record: MessageRecord,
     pub seq: u32,
     pub recent: bool,
@@ -230,7 +233,14 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     pub fn new(mailbox: &'a mut Mailbox, record: MessageRecord, seq: u32, recent: bool) -> Message<'a> {
-        Message { mailbox, record, seq, recent, header: None, data: None }
+        Message { mailbox: Some(mailbox), record, seq, recent, header: None, data: None }
+    }
+
+    /// A message detached from the mailbox with its header already read:
+    /// SORT and THREAD need many messages at once but only their headers.
+    /// Its `message()` is the header alone.
+    pub fn with_header(record: MessageRecord, seq: u32, recent: bool, header: Vec<u8>) -> Message<'static> {
+        Message { mailbox: None, record, seq, recent, header: Some(header), data: None }
     }
 }
 
@@ -266,7 +276,10 @@ impl SearchMessage for Message<'_> {
         if self.header.is_none() {
             let h = match &self.data {
                 Some(d) => d[..dovecote_mailproc::storage::mailbox::header_len(d)].to_vec(),
-                None => self.mailbox.read_header(self.record.uid).unwrap_or_default(),
+                None => match self.mailbox.as_deref_mut() {
+                    Some(m) => m.read_header(self.record.uid).unwrap_or_default(),
+                    None => Vec::new(),
+                },
             };
             self.header = Some(h);
         }
@@ -274,7 +287,10 @@ impl SearchMessage for Message<'_> {
     }
     fn message(&mut self) -> &[u8] {
         if self.data.is_none() {
-            self.data = Some(self.mailbox.read_message(self.record.uid).unwrap_or_default());
+            self.data = Some(match self.mailbox.as_deref_mut() {
+                Some(m) => m.read_message(self.record.uid).unwrap_or_default(),
+                None => self.header.clone().unwrap_or_default(),
+            });
         }
         self.data.as_deref().unwrap_or_default()
     }
