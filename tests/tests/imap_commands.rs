@@ -334,3 +334,42 @@ fn a_client_that_never_reads_stays_bounded() {
     assert!(!grew, "VmRSS grew from {before} kB to {after} kB");
     assert!(alive(pid));
 }
+
+/// curl's IMAP client (issue 7 acceptance): APPEND by upload, LIST,
+/// FETCH by UID and SEARCH through imap:// URLs.
+#[test]
+fn curl_appends_lists_fetches_and_searches() {
+    let s = start("imap-curl", "maildir:~/Maildir");
+    let base = format!("imap://127.0.0.1:{}", s.imap);
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-u", "alice:Secr3t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            s.dovecot.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dir = std::path::PathBuf::from(format!("/tmp/dovecote-test-imap-curl-{}-msgs", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, subject) in ["first note", "curl target", "last note"].iter().enumerate() {
+        let file = dir.join(format!("m{i}"));
+        std::fs::write(&file, format!("From: bob@example.org\r\nSubject: {subject}\r\n\r\nbody {i}\r\n"))
+            .unwrap();
+        curl(&["-T", file.to_str().unwrap(), &format!("{base}/INBOX")]);
+    }
+    let list = curl(&[&format!("{base}/")]);
+    assert!(list.contains("INBOX"), "{list}");
+    let fetched = curl(&[&format!("{base}/INBOX;UID=2")]);
+    assert!(fetched.contains("Subject: curl target") && fetched.contains("body 1"), "{fetched}");
+    let found = curl(&[&format!("{base}/INBOX?SUBJECT%20target")]);
+    assert!(found.trim_end().ends_with("* SEARCH 2"), "{found}");
+    let all = curl(&[&format!("{base}/INBOX?ALL")]);
+    assert!(all.trim_end().ends_with("* SEARCH 1 2 3"), "{all}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
