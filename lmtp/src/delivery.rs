@@ -16,6 +16,11 @@
 //! Durability: `Mailbox::save` writes, fsyncs the file, renames it into
 //! place, fsyncs the directory and appends to the index before returning;
 //! only then does [`LocalDelivery::deliver`] report success.
+//!
+//! Open mailboxes are kept between deliveries ([`OpenMailboxes`]): opening
+//! reads the whole change log and syncs with the files, which made every
+//! delivery cost O(mailbox size); a kept handle only reads the log records
+//! written since its last save.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,7 +30,7 @@ use dovecote_auth::protocol::Fields;
 use dovecote_config::var_expand::MailVars;
 use dovecote_config::Config;
 use dovecote_mailproc::postlogin::privileges::Privileges;
-use dovecote_mailproc::storage::{MailLocation, NewMessage, User};
+use dovecote_mailproc::storage::{MailLocation, Mailbox, NewMessage, User};
 use nix::unistd::{Gid, Uid};
 use thiserror::Error;
 
@@ -103,6 +108,43 @@ impl Drop for EffectiveIds {
     }
 }
 
+/// How many mailbox handles one process keeps open.
+const OPEN_MAILBOXES: usize = 16;
+
+/// Mailbox handles kept from earlier deliveries, keyed by everything that
+/// decides which files they write and as whom (privileges, the resolved
+/// storage settings, the mailbox name).
+///
+/// Handles are only ever used for saves without flags, so dropping one
+/// writes nothing (no lazily kept flags to flush) whatever ids the process
+/// runs with at that moment.
+#[derive(Default)]
+struct OpenMailboxes {
+    entries: Vec<(String, Mailbox)>,
+}
+
+impl OpenMailboxes {
+    fn take(&mut self, key: &str) -> Option<Mailbox> {
+        let i = self.entries.iter().position(|(k, _)| k == key)?;
+        Some(self.entries.swap_remove(i).1)
+    }
+
+    /// Makes room for one more (called as root, before the id switch).
+    fn make_room(&mut self) {
+        if self.entries.len() >= OPEN_MAILBOXES {
+            self.entries.clear();
+        }
+    }
+
+    /// Only INBOX is kept: a kept handle of a folder deleted meanwhile
+    /// would recreate its directory when it locks.
+    fn put(&mut self, key: String, mailbox: Mailbox) {
+        if mailbox.name() == "INBOX" && self.entries.len() < OPEN_MAILBOXES {
+            self.entries.push((key, mailbox));
+        }
+    }
+}
+
 /// Delivery into local storage.
 pub struct LocalDelivery {
     config: Config,
@@ -110,12 +152,19 @@ pub struct LocalDelivery {
     auth: Option<AuthMasterConnection>,
     /// `lmtp` or `lda`: the `service=` of lookups and `%s` in mail_location.
     service: &'static str,
+    open: OpenMailboxes,
 }
 
 impl LocalDelivery {
     /// `auth_path` is the auth-userdb socket (`base_dir/auth-userdb`).
     pub fn new(config: &Config, auth_path: PathBuf, service: &'static str) -> LocalDelivery {
-        LocalDelivery { config: config.clone(), auth_path, auth: None, service }
+        LocalDelivery {
+            config: config.clone(),
+            auth_path,
+            auth: None,
+            service,
+            open: OpenMailboxes::default(),
+        }
     }
 
     fn user_lookup(&mut self, user: &str) -> Result<AuthLookup, String> {
@@ -196,29 +245,49 @@ impl Backend for LocalDelivery {
         let fields = Fields::parse(&request.user.fields);
         let privs =
             Privileges::resolve(&self.config, &fields).map_err(|e| DeliverError::Temporary(e.to_string()))?;
+        self.open.make_room();
         let _ids = EffectiveIds::switch(&privs).map_err(|e| DeliverError::Temporary(e.to_string()))?;
         let user = self
             .open_user(request.user, &fields, &privs, request.session_id)
             .map_err(DeliverError::Temporary)?;
-        let mut mailbox = match user.open(request.mailbox) {
-            Ok(m) => m,
-            Err(_) if request.mailbox != "INBOX" => {
+        let key = format!("{privs:?}\n{user:?}\n{}", request.mailbox);
+        let message = NewMessage { data: request.message.to_vec(), ..NewMessage::default() };
+        if let Some(mut mailbox) = self.open.take(&key) {
+            // A failure here may only mean the mailbox was deleted or
+            // recreated behind the kept handle: a fresh open decides.
+            if mailbox.save(&message).is_ok() {
+                let name = mailbox.name().to_string();
+                self.open.put(key, mailbox);
+                return Ok(name);
+            }
+        }
+        let mut mailbox = self.open_mailbox(&user, request.mailbox)?;
+        mailbox.save(&message).map_err(|e| DeliverError::Temporary(e.to_string()))?;
+        let name = mailbox.name().to_string();
+        self.open.put(key, mailbox);
+        Ok(name)
+    }
+}
+
+impl LocalDelivery {
+    /// Opens the delivery mailbox, autocreating it if configured and
+    /// falling back to INBOX when it is missing, as Dovecot does.
+    fn open_mailbox(&self, user: &User, name: &str) -> Result<Mailbox, DeliverError> {
+        match user.open(name) {
+            Ok(m) => Ok(m),
+            Err(_) if name != "INBOX" => {
                 if self.config.root.bool("lda_mailbox_autocreate")
-                    && user.create(request.mailbox).is_ok()
+                    && user.create(name).is_ok()
                     && self.config.root.bool("lda_mailbox_autosubscribe")
                 {
-                    let _ = user.subscribe(request.mailbox, true);
+                    let _ = user.subscribe(name, true);
                 }
-                match user.open(request.mailbox) {
-                    Ok(m) => m,
-                    // Dovecot falls back to INBOX when the mailbox is missing.
-                    Err(_) => user.open("INBOX").map_err(|e| DeliverError::Temporary(e.to_string()))?,
+                match user.open(name) {
+                    Ok(m) => Ok(m),
+                    Err(_) => user.open("INBOX").map_err(|e| DeliverError::Temporary(e.to_string())),
                 }
             }
-            Err(e) => return Err(DeliverError::Temporary(e.to_string())),
-        };
-        let message = NewMessage { data: request.message.to_vec(), ..NewMessage::default() };
-        mailbox.save(&message).map_err(|e| DeliverError::Temporary(e.to_string()))?;
-        Ok(mailbox.name().to_string())
+            Err(e) => Err(DeliverError::Temporary(e.to_string())),
+        }
     }
 }

@@ -92,6 +92,14 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     fn needs_scan(&self, stamp: &str) -> bool;
     /// Lists every message on disk.
     fn scan(&self) -> Result<Scan>;
+    /// Like [`Backend::scan`], but messages whose GUID `known` accepts are
+    /// already in the index: only their uid, guid, location and flags are
+    /// looked at, so a format may leave their dates and sizes unread (0)
+    /// instead of a `stat` per file on every sync.
+    fn scan_known(&self, known: &dyn Fn(&str) -> bool) -> Result<Scan> {
+        let _ = known;
+        self.scan()
+    }
     /// Whether a UID found in the files identifies the message by itself
     /// (mbox `X-UID`), so scans match by UID alone and keep file order.
     fn uid_is_identity(&self) -> bool {

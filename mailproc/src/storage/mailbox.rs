@@ -715,15 +715,18 @@ const STAGE_THREADS: usize = 8;
 
 /// Reconciles the index with what is on disk.
 fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
-    let scan = txn.backend.scan()?;
+    let by_guid: HashMap<String, u32> =
+        txn.state.messages.values().map(|m| (m.guid.clone(), m.uid)).collect();
+    // Files the index already has need no stat: under steady delivery every
+    // transaction rescans (directory mtimes keep moving), and a stat per
+    // message made each save O(mailbox size).
+    let scan = txn.backend.scan_known(&|guid| by_guid.contains_key(guid))?;
     if let Some(next) = scan.uid_next {
         if next > txn.state.uid_next {
             let highest_modseq = txn.state.highest_modseq;
             txn.push(Record::Counters { uid_next: next, highest_modseq });
         }
     }
-    let by_guid: HashMap<String, u32> =
-        txn.state.messages.values().map(|m| (m.guid.clone(), m.uid)).collect();
     let tombstoned: std::collections::HashSet<u32> = txn.state.tombstones.iter().map(|t| t.uid).collect();
     let mut seen = std::collections::HashSet::new();
     let mut new_files = Vec::new();

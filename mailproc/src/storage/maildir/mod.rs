@@ -319,6 +319,10 @@ impl Backend for MaildirBackend {
     }
 
     fn scan(&self) -> Result<Scan> {
+        self.scan_known(&|_| false)
+    }
+
+    fn scan_known(&self, known: &dyn Fn(&str) -> bool) -> Result<Scan> {
         let list = self.read_uidlist()?;
         let keyword_list = self.read_keywords()?;
         let by_name = list.as_ref().map(|l| l.by_name()).unwrap_or_default();
@@ -347,11 +351,40 @@ impl Backend for MaildirBackend {
                 }
             }
         }
+        // Known files: everything the index uses comes from the name.
+        names.retain(|(_, sub, name)| {
+            let parsed = MaildirName::parse(name);
+            if !known(&parsed.base) {
+                return true;
+            }
+            let (flags, kw) = parsed.flags();
+            scan.messages.push(ScannedMessage {
+                flags_modseq: 0,
+                uid: by_name.get(parsed.base.as_str()).copied(),
+                guid: parsed.base.clone(),
+                location: format!("{sub}/{name}"),
+                flags: Some((flags, filename::keyword_names(&kw, &keyword_list))),
+                received: 0,
+                saved: 0,
+                physical_size: parsed.size().unwrap_or(0),
+                virtual_size: parsed.vsize().unwrap_or(0),
+            });
+            false
+        });
         names.sort_unstable();
         let threads = SCAN_THREADS.min(names.len().div_ceil(256)).max(1);
         let chunk = names.len().div_ceil(threads).max(1);
         let keyword_list = &keyword_list;
         let by_name = &by_name;
+        if names.len() <= 256 {
+            // A few new files (a delivery's own): no threads to start.
+            for (_, sub, name) in &names {
+                if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
+                    scan.messages.push(m);
+                }
+            }
+            return Ok(scan);
+        }
         let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .chunks(chunk)
