@@ -5,85 +5,23 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::postfix::{start_postfix, Postfix};
 use common::*;
 
-/// A Postfix instance with its own config and queue directories, stopped
-/// on drop.
-struct Postfix {
-    etc: std::path::PathBuf,
-    child: Child,
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix").arg("-c").arg(&self.etc).arg("stop").output();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ensure_postfix() {
-    if !std::path::Path::new("/usr/sbin/postfix").exists() {
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "postfix"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .expect("apt-get");
-        assert!(ok.success(), "installing postfix failed");
-    }
-}
-
-fn start_postfix(dir: &std::path::Path, port: u16, sasl_path: &std::path::Path) -> Postfix {
-    let etc = dir.join("etc");
-    let data = dir.join("data");
-    for d in [&etc, &data, &dir.join("spool")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    nix::unistd::chown(&data, Some(nix::unistd::Uid::from_raw(uid_of("postfix"))), None).unwrap();
-    std::fs::write(
-        etc.join("main.cf"),
-        format!(
-            "compatibility_level = 3.6\nqueue_directory = {d}/spool\ndata_directory = {d}/data\n\
-             mail_owner = postfix\nsetgid_group = postdrop\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n\
-             myhostname = localhost.localdomain\nmydestination =\nmaillog_file = /dev/stdout\n\
-             smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = {s}\n\
+fn start_sasl_postfix(dir: &std::path::Path, port: u16, sasl_path: &std::path::Path) -> Postfix {
+    start_postfix(
+        dir,
+        port,
+        "localhost.localdomain",
+        &format!(
+            "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = {s}\n\
              smtpd_relay_restrictions = permit_sasl_authenticated, reject\n",
-            d = dir.display(),
             s = sasl_path.display()
         ),
     )
-    .unwrap();
-    let stock = std::fs::read_to_string("/etc/postfix/master.cf").expect("Debian's /etc/postfix/master.cf");
-    let master: String = stock
-        .lines()
-        .map(|l| {
-            if l.starts_with("smtp ") && l.contains(" inet ") {
-                format!("{port} inet n - n - - smtpd")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(etc.join("master.cf"), master + "\n").unwrap();
-    let child = Command::new("postfix")
-        .arg("-c")
-        .arg(&etc)
-        .arg("start-fg")
-        .stdout(std::fs::File::create(dir.join("postfix.log")).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("postfix start-fg");
-    let postfix = Postfix { etc, child };
-    assert!(
-        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
-        "postfix did not listen; log:\n{}",
-        std::fs::read_to_string(dir.join("postfix.log")).unwrap_or_default()
-    );
-    postfix
 }
 
 const SMTP_LOGIN: &str = r#"
@@ -108,8 +46,9 @@ fn smtp_login(port: u16, user: &str, password: &str) -> String {
 
 #[test]
 fn postfix_smtp_auth_through_our_socket() {
+    // The auth listener below is owned by the postfix user.
+    common::postfix::ensure_postfix();
     require_root();
-    ensure_postfix();
     let data = test_dir("auth-postfix-data");
     let passwd = data.join("passwd");
     std::fs::write(&passwd, "tim:{PLAIN}tanstaaf::::::\n").unwrap();
@@ -131,7 +70,7 @@ fn postfix_smtp_auth_through_our_socket() {
     };
     assert!(wait_for(Duration::from_secs(5), || sasl.exists()));
     let port = free_port();
-    let _postfix = start_postfix(&data.join("postfix"), port, &sasl);
+    let _postfix = start_sasl_postfix(&data.join("postfix"), port, &sasl);
     let ok = smtp_login(port, "tim", "tanstaaf");
     assert!(ok.contains("PLAIN") && ok.trim_end().ends_with("235"), "{ok}");
     let bad = smtp_login(port, "tim", "wrong");

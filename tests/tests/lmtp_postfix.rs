@@ -9,83 +9,23 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::postfix::{start_postfix, Postfix};
 use common::*;
 
-struct Postfix {
-    etc: PathBuf,
-    child: Child,
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix").arg("-c").arg(&self.etc).arg("stop").output();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ensure_postfix() {
-    if !Path::new("/usr/sbin/postfix").exists() {
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "postfix"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .expect("apt-get");
-        assert!(ok.success(), "installing postfix failed");
-    }
-}
-
-fn start_postfix(dir: &Path, smtp_port: u16, lmtp_port: u16) -> Postfix {
-    let etc = dir.join("etc");
-    let data = dir.join("data");
-    for d in [&etc, &data, &dir.join("spool")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    nix::unistd::chown(&data, Some(nix::unistd::Uid::from_raw(uid_of("postfix"))), None).unwrap();
-    std::fs::write(
-        etc.join("main.cf"),
-        format!(
-            "compatibility_level = 3.6\nqueue_directory = {d}/spool\ndata_directory = {d}/data\n\
-             mail_owner = postfix\nsetgid_group = postdrop\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n\
-             myhostname = mta.test\nmydestination =\nmaillog_file = /dev/stdout\nmynetworks = 127.0.0.0/8\n\
-             smtpd_relay_restrictions = permit_mynetworks, reject\nsmtpd_reject_unlisted_recipient = no\n\
-             virtual_mailbox_domains = unix.test, inet.test\n\
-             transport_maps = inline:{{ unix.test=lmtp:unix:private/dovecot-lmtp, inet.test=lmtp:inet:127.0.0.1:{lmtp_port} }}\n",
-            d = dir.display()
+fn start_lmtp_postfix(dir: &Path, smtp_port: u16, lmtp_port: u16) -> Postfix {
+    start_postfix(
+        dir,
+        smtp_port,
+        "mta.test",
+        &format!(
+            "mynetworks = 127.0.0.0/8\nsmtpd_relay_restrictions = permit_mynetworks, reject\n\
+             smtpd_reject_unlisted_recipient = no\nvirtual_mailbox_domains = unix.test, inet.test\n\
+             transport_maps = inline:{{ unix.test=lmtp:unix:private/dovecot-lmtp, inet.test=lmtp:inet:127.0.0.1:{lmtp_port} }}\n"
         ),
     )
-    .unwrap();
-    let stock = std::fs::read_to_string("/etc/postfix/master.cf").expect("Debian's /etc/postfix/master.cf");
-    let master: String = stock
-        .lines()
-        .map(|l| {
-            if l.starts_with("smtp ") && l.contains(" inet ") {
-                format!("{smtp_port} inet n - n - - smtpd")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(etc.join("master.cf"), master + "\n").unwrap();
-    let child = Command::new("postfix")
-        .arg("-c")
-        .arg(&etc)
-        .arg("start-fg")
-        .stdout(std::fs::File::create(dir.join("postfix.log")).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("postfix start-fg");
-    let postfix = Postfix { etc, child };
-    assert!(
-        wait_for(Duration::from_secs(15), || std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()),
-        "postfix did not listen; log:\n{}",
-        std::fs::read_to_string(dir.join("postfix.log")).unwrap_or_default()
-    );
-    postfix
 }
 
 fn new_mail(home: &Path, user: &str) -> Vec<PathBuf> {
@@ -96,7 +36,6 @@ fn new_mail(home: &Path, user: &str) -> Vec<PathBuf> {
 
 #[test]
 fn postfix_delivers_over_the_unix_socket_and_tcp() {
-    ensure_postfix();
     let files = PathBuf::from(format!("/tmp/dovecote-test-lmtp-postfix-{}-files", std::process::id()));
     let _ = std::fs::remove_dir_all(&files);
     let home = files.join("home");
@@ -114,7 +53,7 @@ fn postfix_delivers_over_the_unix_socket_and_tcp() {
     let (smtp_port, lmtp_port) = (free_port(), free_port());
     let (imap_port, pop3_port) = (free_port(), free_port());
     // Postfix first: it creates the queue's private/ directory our socket goes in.
-    let postfix = start_postfix(&files.join("postfix"), smtp_port, lmtp_port);
+    let postfix = start_lmtp_postfix(&files.join("postfix"), smtp_port, lmtp_port);
     let private = files.join("postfix/spool/private");
     assert!(wait_for(Duration::from_secs(10), || private.exists()));
     bin_dir();

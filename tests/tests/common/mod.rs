@@ -4,6 +4,8 @@
 //! notifications, and helpers that poll instead of sleeping.
 #![allow(dead_code)]
 
+pub mod postfix;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
