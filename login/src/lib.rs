@@ -23,6 +23,9 @@
 
 pub mod auth;
 pub mod cert_name;
+/// Shared by the fuzz targets; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handoff;
 pub mod haproxy;
 pub mod imap;

@@ -1,47 +1,11 @@
-//! Feeds arbitrary bytes, split at arbitrary points, with scripted auth
-//! replies, through the IMAP and POP3 pre-auth state machines, the IMAP
-//! parser, the HAProxy parser and the handoff record decoder.
+//! Both pre-auth front ends and the handoff record decoder on the same
+//! input (the first target; the per-protocol ones go deeper per run).
 #![no_main]
 
-use dovecote_login::imap::ImapLogin;
-use dovecote_login::policy::Security;
-use dovecote_login::pop3::Pop3Login;
-use dovecote_login::sasl::{AuthReply, Mechanism};
-use dovecote_login::settings::LoginSettings;
-use dovecote_login::Action;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if data.is_empty() {
-        return;
-    }
-    let control = data[0];
-    let body = &data[1..];
-    let _ = dovecote_login::imap::parser::parse(body);
-    let _ = dovecote_login::haproxy::parse(body);
-    let _ = dovecote_login::handoff::HandoffRecord::decode(body);
-    let mechs = vec![Mechanism::new("PLAIN", true, false), Mechanism::new("LOGIN", true, false)];
-    let security = Security { tls: control & 1 != 0, secured: control & 2 != 0, trusted: false };
-    let mut imap = ImapLogin::new(LoginSettings::default(), security, mechs.clone());
-    let mut pop3 = Pop3Login::new(LoginSettings::default(), security, mechs);
-    let chunk = usize::from(control >> 2).max(1);
-    for (i, piece) in body.chunks(chunk).enumerate() {
-        for action in imap.input(piece).into_iter().chain(pop3.input(piece)) {
-            if let Action::Send(bytes) = action {
-                assert!(bytes.ends_with(b"\r\n"));
-            }
-        }
-        let reply = match i % 4 {
-            0 => AuthReply::Continue(String::new()),
-            1 => AuthReply::Failure { code: None, reason: Some("x".into()), temporary: false },
-            2 => AuthReply::Unavailable,
-            _ => AuthReply::Continue("AA==".into()),
-        };
-        let _ = imap.auth_reply(reply.clone());
-        let _ = pop3.auth_reply(reply);
-        if i % 7 == 3 {
-            let _ = imap.tls_started();
-            let _ = pop3.tls_started();
-        }
-    }
+    dovecote_login::fuzzing::imap(data);
+    dovecote_login::fuzzing::pop3(data);
+    let _ = dovecote_login::handoff::HandoffRecord::decode(data);
 });
