@@ -2,6 +2,7 @@
 //! sdbox, Maildir and mbox, with self-healing indexes and the change log that
 //! CONDSTORE/QRESYNC and replication read.
 
+pub mod calendar;
 pub mod imap;
 pub mod pop3;
 pub mod postlogin;

@@ -3,19 +3,10 @@
 //! parses them (optional weekday and seconds, two-digit years, named and
 //! numeric zones).
 
+pub use crate::calendar::days_from_civil;
+
 const MONTHS: [&str; 12] =
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (month 1-12).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 fn month(name: &str) -> Option<u32> {
     let lower = name.to_ascii_lowercase();
@@ -62,13 +53,48 @@ pub fn parse_imap_date(s: &str) -> Result<Option<i64>, BadDate> {
     Ok(Some(days_from_civil(year, mon, day)))
 }
 
-fn zone_offset(z: &str) -> Option<i32> {
+/// An APPEND `date-time` (RFC 3501: `"dd-Mon-yyyy hh:mm:ss +zzzz"`, the
+/// day may be space-padded) as Unix seconds. Anything else — including a
+/// day that doesn't exist in its month — is `None`; the caller answers BAD.
+pub fn parse_imap_datetime(s: &str) -> Option<i64> {
+    let s = s.strip_prefix(' ').unwrap_or(s);
+    let mut fields = s.split(' ');
+    let (Some(date), Some(time), Some(zone), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return None;
+    };
+    let days = parse_imap_date(date).ok()??;
+    let t = time.as_bytes();
+    let digits = |i: usize| -> Option<i64> {
+        let (a, b) = (*t.get(i)?, *t.get(i + 1)?);
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+    };
+    if t.len() != 8 || t[2] != b':' || t[5] != b':' {
+        return None;
+    }
+    let (h, mi, sec) = (digits(0)?, digits(3)?, digits(6)?);
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let offset = zone_numeric(zone)?;
+    Some(days * 86400 + h * 3600 + mi * 60 + sec - i64::from(offset))
+}
+
+/// A `+hhmm` / `-hhmm` zone as seconds east of UTC.
+fn zone_numeric(z: &str) -> Option<i32> {
     let b = z.as_bytes();
-    if b.len() == 5 && (b[0] == b'+' || b[0] == b'-') && b[1..].iter().all(u8::is_ascii_digit) {
-        let h: i32 = z[1..3].parse().ok()?;
-        let m: i32 = z[3..5].parse().ok()?;
-        let off = h * 3600 + m * 60;
-        return Some(if b[0] == b'-' { -off } else { off });
+    if b.len() != 5 || !(b[0] == b'+' || b[0] == b'-') || !b[1..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = |i: usize| i32::from(b[i] - b'0');
+    let off = (n(1) * 10 + n(2)) * 3600 + (n(3) * 10 + n(4)) * 60;
+    Some(if b[0] == b'-' { -off } else { off })
+}
+
+fn zone_offset(z: &str) -> Option<i32> {
+    if let Some(off) = zone_numeric(z) {
+        return Some(off);
     }
     let hours = match z.to_ascii_uppercase().as_str() {
         "UT" | "UTC" | "GMT" | "Z" => 0,
@@ -142,6 +168,15 @@ mod tests {
 
     #[test]
     fn imap_dates() {
+        assert_eq!(parse_imap_datetime("01-Jan-2020 10:00:00 +0100"), Some(1_577_869_200));
+        assert_eq!(parse_imap_datetime(" 1-Jan-2020 10:00:00 -0030"), Some(1_577_874_600));
+        for bad in [
+            "", "01-Jan-2020", "01-Jan-2020 10:00:00", "01-Jan-2020 25:00:00 +0000",
+            "31-Feb-2020 10:00:00 +0000", "01-Jan-2020 10:00:00 é+100", "01-Jan-2020 1é:00:0 +0000",
+            "01-Jan-99999999999999999999 10:00:00 +0000", "01-Jan-2020 10:00:00 +0000 x",
+        ] {
+            assert_eq!(parse_imap_datetime(bad), None, "{bad:?}");
+        }
         assert_eq!(parse_imap_date("1-Jan-1970"), Ok(Some(0)));
         assert_eq!(parse_imap_date("02-feb-1970"), Ok(Some(32)));
         assert_eq!(parse_imap_date("31-Feb-2026"), Ok(None));

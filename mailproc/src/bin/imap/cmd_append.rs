@@ -7,7 +7,8 @@ use dovecote_mailproc::storage::{NewMessage, StorageError};
 use crate::cmd_mailbox::mailbox_arg;
 use crate::cmd_store::parse_flags;
 use crate::dispatch::{Ctx, Done};
-use crate::response::{parse_date_time, storage_error};
+use crate::response::storage_error;
+use dovecote_mailproc::imap::date::parse_imap_datetime;
 
 /// Messages are stored with LF line endings (Dovecot's default
 /// `mail_save_crlf = no`); IMAP sizes count them as CRLF again.
@@ -39,7 +40,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
             rest = &rest[1..];
         }
         if let Some(Arg::Quoted(date)) = rest.first() {
-            match parse_date_time(&String::from_utf8_lossy(date)) {
+            match parse_imap_datetime(&String::from_utf8_lossy(date)) {
                 Some(t) => msg.received = Some(t),
                 None => return ctx.bad("Invalid internal date."),
             }

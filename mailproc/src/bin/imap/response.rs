@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use dovecote_mailproc::calendar::civil_from_days;
 use dovecote_mailproc::storage::{Flags, Keywords, StorageError};
 
 /// `text` as an IMAP string: quoted when it is short and safe, otherwise a
@@ -98,7 +99,7 @@ fn now_text() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let (y, mo, d) = civil(secs.div_euclid(86400));
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86400));
     let t = secs.rem_euclid(86400);
     format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
 }
@@ -106,33 +107,9 @@ fn now_text() -> String {
 const MONTHS: [&str; 12] =
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-/// Days since 1970-01-01 to (year, month, day).
-pub fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { era * 400 + yoe + 1 } else { era * 400 + yoe }, m, d)
-}
-
-/// (year, month, day) to days since 1970-01-01.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// INTERNALDATE text: `"01-Jan-2020 10:00:00 +0000"` (UTC).
 pub fn internal_date(secs: i64) -> String {
-    let (y, m, d) = civil(secs.div_euclid(86400));
+    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
     let t = secs.rem_euclid(86400);
     format!(
         "\"{d:02}-{}-{y:04} {:02}:{:02}:{:02} +0000\"",
@@ -141,46 +118,6 @@ pub fn internal_date(secs: i64) -> String {
         t / 60 % 60,
         t % 60
     )
-}
-
-/// Parses `01-Jan-2020 10:00:00 +0100` (APPEND date-time) to Unix seconds.
-pub fn parse_date_time(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let (date, rest) = text.split_once(' ')?;
-    let (time, zone) = rest.trim().split_once(' ')?;
-    let days = parse_date(date.trim())?;
-    let mut hms = time.split(':');
-    let h: i64 = hms.next()?.parse().ok()?;
-    let mi: i64 = hms.next()?.parse().ok()?;
-    let s: i64 = hms.next()?.parse().ok()?;
-    if hms.next().is_some() || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let zone = zone.trim();
-    if zone.len() != 5 {
-        return None;
-    }
-    let sign = match &zone[..1] {
-        "+" => 1,
-        "-" => -1,
-        _ => return None,
-    };
-    let zh: i64 = zone[1..3].parse().ok()?;
-    let zm: i64 = zone[3..5].parse().ok()?;
-    Some(days * 86400 + h * 3600 + mi * 60 + s - sign * (zh * 3600 + zm * 60))
-}
-
-/// Parses `1-Jan-2020` / `01-Jan-2020` to days since the epoch.
-pub fn parse_date(text: &str) -> Option<i64> {
-    let mut parts = text.split('-');
-    let d: u32 = parts.next()?.trim().parse().ok()?;
-    let mon = parts.next()?;
-    let y: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1..=31).contains(&d) {
-        return None;
-    }
-    let m = MONTHS.iter().position(|n| n.eq_ignore_ascii_case(mon))? as u32 + 1;
-    Some(days_from_civil(y, m, d))
 }
 
 /// Converts bare LF line endings to CRLF (IMAP sends messages with CRLF).
@@ -205,9 +142,8 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        let t = parse_date_time("01-Jan-2020 10:00:00 +0100").unwrap();
-        assert_eq!(internal_date(t), "\"01-Jan-2020 09:00:00 +0000\"");
-        assert_eq!(parse_date("29-Feb-2024").map(civil), Some((2024, 2, 29)));
+        let t = dovecote_mailproc::imap::date::parse_imap_datetime("01-Jan-2020 10:00:00 +0100");
+        assert_eq!(t.map(internal_date).as_deref(), Some("\"01-Jan-2020 09:00:00 +0000\""));
         assert_eq!(&*crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         assert_eq!(flag_list(Flags::SEEN, &Keywords::new(), true), "(\\Seen \\Recent)");
     }

@@ -351,10 +351,14 @@ impl Backend for MaildirBackend {
                 }
             }
         }
-        // Known files: everything the index uses comes from the name.
+        // Known files: everything the index uses comes from the name. Only
+        // the first file of a base name: a second one (a copy made behind
+        // our back, or new/ and cur/ both holding it mid-rename) becomes a
+        // new message and needs its real dates and size.
+        let mut known_bases = std::collections::HashSet::new();
         names.retain(|(_, sub, name)| {
             let parsed = MaildirName::parse(name);
-            if !known(&parsed.base) {
+            if !known(&parsed.base) || !known_bases.insert(parsed.base.clone()) {
                 return true;
             }
             let (flags, kw) = parsed.flags();
