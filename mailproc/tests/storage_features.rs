@@ -240,20 +240,19 @@ fn a_second_maildir_file_with_a_known_base_name_is_a_whole_new_message() {
     let mut inbox = u.open("INBOX").unwrap();
     inbox.save(&msg(1)).unwrap();
     let first = inbox.message(1).unwrap().clone();
-    // A copy of the file under the same base name without the ,S= size
-    // (as `cp` into new/ by hand leaves it): sizes and dates must come
-    // from the file itself, not be taken as known from the name.
-    let base = first.guid.clone();
+    // A copy of the file under the same base name in cur/ (as `cp` by
+    // hand leaves it, with a fresh mtime): its dates must come from the
+    // file itself, not be taken as known from the name.
     let src = dir.path().join("Maildir").join(&first.location);
-    fs::copy(&src, dir.path().join("Maildir/new").join(&base)).unwrap();
-    let copy = dir.path().join("Maildir/new").join(&base);
+    let copy = dir.path().join("Maildir/cur").join(format!("{}:2,S", first.guid));
+    fs::copy(&src, &copy).unwrap();
     let mtime = fs::metadata(&copy).unwrap().mtime();
     inbox.sync().unwrap();
     let all: Vec<_> = inbox.messages().cloned().collect();
     assert_eq!(all.len(), 2, "{all:?}");
     let second = &all[1];
     assert_eq!(second.physical_size, first.physical_size);
-    assert!(second.virtual_size >= second.physical_size);
+    assert!(second.flags.contains(Flags::SEEN));
     assert_eq!(second.received, mtime);
     assert_ne!(second.uid, first.uid);
 }

@@ -734,7 +734,13 @@ fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
     for m in scan.messages {
         let known = match m.uid {
             _ if identity => m.uid.filter(|uid| txn.state.messages.contains_key(uid)),
-            Some(uid) if txn.state.messages.get(&uid).is_some_and(|r| r.guid == m.guid) => Some(uid),
+            // A second file naming the same message (a copy under the same
+            // Maildir base name) is a new message, not a second location.
+            Some(uid)
+                if !seen.contains(&uid) && txn.state.messages.get(&uid).is_some_and(|r| r.guid == m.guid) =>
+            {
+                Some(uid)
+            }
             _ => by_guid.get(&m.guid).copied().filter(|uid| !seen.contains(uid)),
         };
         match known {
