@@ -140,7 +140,10 @@ fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+/// A Dovecot size (`10M`, `512k`, `1 GiB`, `1024`) in bytes, for settings
+/// outside the catalog too (plugin settings such as `quota_max_mail_size`).
+/// The error is Dovecot's reason (`Invalid size: …`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let invalid = || format!("Invalid size: {text}");
     let (number, rest) = split_number(text).ok_or_else(invalid)?;
     let unit = rest.trim_start_matches([' ', '\t']);

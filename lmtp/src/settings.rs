@@ -47,7 +47,10 @@ impl LmtpSettings {
             "original" => HdrDeliveryAddress::Original,
             _ => HdrDeliveryAddress::Final,
         };
-        let max_mail_size = view.plugin("quota_max_mail_size").and_then(parse_size).filter(|n| *n > 0);
+        let max_mail_size = view
+            .plugin("quota_max_mail_size")
+            .and_then(|t| dovecote_config::value::parse_size(t.trim()).ok())
+            .filter(|n| *n > 0);
         LmtpSettings {
             hostname,
             recipient_delimiter: root.text("recipient_delimiter"),
@@ -59,22 +62,6 @@ impl LmtpSettings {
             postmaster_address: root.text("postmaster_address"),
         }
     }
-}
-
-/// `10M`, `512k`, `1G`, `1024` (Dovecot's size units, B/k/M/G/T).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..digits_end].parse().ok()?;
-    let mult: u64 = match t[digits_end..].trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" => 1 << 10,
-        "M" | "MB" => 1 << 20,
-        "G" | "GB" => 1 << 30,
-        "T" | "TB" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 #[cfg(test)]
@@ -96,7 +83,5 @@ mod tests {
         assert!(s.add_received_header);
         assert_eq!(s.hdr_delivery_address, HdrDeliveryAddress::Final);
         assert_eq!(s.max_mail_size, Some(10 << 20));
-        assert_eq!(parse_size("512k"), Some(512 << 10));
-        assert_eq!(parse_size("x"), None);
     }
 }

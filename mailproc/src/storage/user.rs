@@ -107,9 +107,8 @@ impl StorageSettings {
         let plugin =
             config.root.children_of(SectionKind::Plugin).find_map(|p| p.plugin_value("quota_max_mail_size"));
         let append_limit = match plugin {
-            Some(text) => parse_size(text).ok_or_else(|| StorageError::Location {
-                location: "quota_max_mail_size".into(),
-                reason: format!("Invalid size: {text}"),
+            Some(text) => dovecote_config::value::parse_size(text.trim()).map_err(|reason| {
+                StorageError::Location { location: "quota_max_mail_size".into(), reason }
             })?,
             None => 0,
         };
@@ -120,23 +119,6 @@ impl StorageSettings {
             nfs_index: config.root.bool("mail_nfs_index"),
         })
     }
-}
-
-/// A Dovecot size: a number with an optional `B`/`k`/`M`/`G`/`T` unit.
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let number: u64 = text[..digits].parse().ok()?;
-    let unit = text[digits..].trim().trim_end_matches(['b', 'B']);
-    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return None,
-    };
-    number.checked_mul(factor)
 }
 
 impl User {
@@ -728,9 +710,5 @@ mod tests {
         assert_eq!(s.append_limit, Some(10 << 20));
         let s = StorageSettings::from_config(&config("mail_fsync = never\n")).unwrap();
         assert_eq!(s.fsync_mode, FsyncMode::Never);
-        assert_eq!(parse_size("512k"), Some(512 << 10));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("3 GB"), Some(3 << 30));
-        assert_eq!(parse_size("x"), None);
     }
 }
