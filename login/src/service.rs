@@ -39,7 +39,8 @@ use crate::settings::{in_networks, LoginSettings, SslMode};
 use crate::tls::build_server_config;
 use crate::Action;
 
-/// Pre-login inactivity timeout (`MASTER_LOGIN_TIMEOUT_SECS`).
+/// How long a client may stay unauthenticated, counted from its
+/// connection (Dovecot's `CLIENT_LOGIN_TIMEOUT_MSECS`, 3 minutes).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
 /// How often a lost auth connection is retried.
 pub const AUTH_RECONNECT: Duration = Duration::from_secs(5);
@@ -855,7 +856,11 @@ impl Service for LoginService {
         }
         let id = client.id();
         if !data.is_empty() && matches!(session.phase, Phase::PreAuth | Phase::TlsHandshake) {
-            self.deadlines.insert(id, Instant::now() + LOGIN_TIMEOUT);
+            // The login timeout counts from the connection, not from the
+            // last input (as Dovecot's): a client trickling a byte now and
+            // then can't hold a login slot forever. This also replaces a
+            // shorter haproxy_timeout once the PROXY header is in.
+            self.deadlines.insert(id, session.started + LOGIN_TIMEOUT);
         }
         let mut progress =
             if data.is_empty() { Progress::Continue } else { self.client_bytes(client, session, &data) };

@@ -25,6 +25,10 @@ struct Setup {
 }
 
 fn start(name: &str, mail_location: &str) -> Setup {
+    start_with(name, mail_location, "")
+}
+
+fn start_with(name: &str, mail_location: &str, extra: &str) -> Setup {
     build_services();
     let dir = std::path::PathBuf::from(format!("/tmp/dovecote-test-{name}-{}", std::process::id()));
     let imap = free_port();
@@ -32,7 +36,7 @@ fn start(name: &str, mail_location: &str) -> Setup {
         "protocols = imap\n\
          passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
          userdb {{\n  driver = static\n  args = uid=vmail gid=vmail home={d}/home/%n\n}}\n\
-         mail_location = {mail_location}\n\
+         mail_location = {mail_location}\n{extra}\n\
          service imap-login {{\n inet_listener imap {{\n port = {imap}\n }}\n inet_listener imaps {{\n port = 0\n }}\n}}\n",
         d = dir.display()
     );
@@ -73,6 +77,30 @@ fn run_commands(name: &str, location: &str) {
     );
     let log = s.dovecot.log_text();
     assert!(log.contains("expunged=2"), "logout counters: {log}");
+}
+
+#[test]
+fn imap_logout_format_is_honoured() {
+    let s = start_with(
+        "imap-logout-format",
+        "maildir:~/Maildir",
+        "imap_logout_format = bytes=%i/%o appended=%{appended} hdr=%{fetch_hdr_count} session=<%{session}>",
+    );
+    let mut c = Raw::login(s.imap);
+    c.append("A1", "INBOX", MSG);
+    c.append("A2", "INBOX", MSG);
+    c.cmd("S", "SELECT INBOX");
+    c.cmd("F", "FETCH 1:2 BODY.PEEK[HEADER]");
+    c.cmd("Z", "LOGOUT");
+    assert!(
+        s.dovecot.wait_log("Disconnected: Logged out bytes=", Duration::from_secs(5)),
+        "{}",
+        s.dovecot.log_text()
+    );
+    let log = s.dovecot.log_text();
+    let line = log.lines().find(|l| l.contains("Disconnected: Logged out bytes=")).unwrap_or_default();
+    assert!(line.contains(" appended=2 hdr=2 session=<"), "{line}");
+    assert!(!line.contains("deleted="), "{line}");
 }
 
 #[test]
@@ -233,6 +261,10 @@ fn condstore_and_qresync_flow() {
     assert!(!sel.contains("UID 1 FLAGS"), "unchanged message reported: {sel}");
     let f = c.cmd("F1", &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"));
     assert!(f.contains("* VANISHED (EARLIER) 3:4") && f.contains("UID 2"), "{f}");
+    // A UIDVALIDITY past 32 bits is invalid, not its truncation.
+    let wrapped = u64::from(validity) + (1 << 32);
+    let bad = c.cmd("S3", &format!("SELECT INBOX (QRESYNC ({wrapped} {modseq} 1:5))"));
+    assert!(bad.contains("S3 BAD Error in IMAP command SELECT: Invalid QRESYNC parameters"), "{bad}");
     c.cmd("Z", "LOGOUT");
 }
 

@@ -236,6 +236,56 @@ fn stalled_clients_do_not_hold_up_others() {
     drop((stalled_tls, more));
 }
 
+/// Dovecot's pre-login timeout: three minutes from the connection,
+/// whatever the client sends meanwhile — a silent client, one trickling
+/// NOOPs and one stalled mid-TLS-handshake are all cut off at 180 s.
+#[test]
+// A test thread has no event loop to block: the pauses are the point.
+#[allow(clippy::disallowed_methods)]
+fn unauthenticated_clients_are_disconnected_after_three_minutes() {
+    let s = start("login-timeout", " service_count = 0\n client_limit = 50\n process_min_avail = 1\n");
+    let connected = Instant::now();
+    let mut silent = connect(s.imap);
+    assert!(read_line(&mut silent).starts_with("* OK"));
+    let mut trickle = connect(s.imap);
+    assert!(read_line(&mut trickle).starts_with("* OK"));
+    let mut handshake = TcpStream::connect(("127.0.0.1", s.imaps)).unwrap();
+    handshake.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    // A NOOP every 20 s keeps a client busy but not logged in.
+    let mut n = 0;
+    while connected.elapsed() < Duration::from_secs(150) {
+        std::thread::sleep(Duration::from_secs(20));
+        n += 1;
+        trickle.write_all(format!("n{n} NOOP\r\n").as_bytes()).unwrap();
+        assert_eq!(read_line(&mut trickle).trim_end(), format!("n{n} OK NOOP completed."));
+    }
+    for (name, client) in [("silent", &mut silent), ("trickle", &mut trickle)] {
+        client.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+        let bye = read_line(client);
+        assert_eq!(bye.trim_end(), "* BYE Disconnected for inactivity.", "{name}");
+        let at = connected.elapsed();
+        assert!(at >= Duration::from_secs(175) && at < Duration::from_secs(200), "{name}: {at:?}");
+        assert_eq!(read_line(client), "", "{name}: closed after the BYE");
+    }
+    handshake.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut handshake, &mut rest);
+    assert!(
+        connected.elapsed() < Duration::from_secs(200),
+        "TLS staller closed at {:?}",
+        connected.elapsed()
+    );
+    let inactive = |log: &str| log.matches("Disconnected: Inactivity (no auth attempts in 1").count();
+    wait_for(Duration::from_secs(10), || inactive(&s.dovecot.log_text()) == 3);
+    let log = s.dovecot.log_text();
+    assert_eq!(
+        inactive(&log),
+        3,
+        "{}",
+        log.lines().filter(|l| l.contains("login")).collect::<Vec<_>>().join("\n")
+    );
+}
+
 /// A client certificate for `cn`, signed by the test CA (v3, clientAuth:
 /// webpki refuses v1 certificates).
 fn make_client_cert(dir: &Path, cn: &str) {

@@ -138,7 +138,14 @@ pub trait MailProtocol {
     }
     /// The log text when the client disconnects (`Logged out …`,
     /// `Connection closed …`).
-    fn disconnect_text(&self, session: &Self::Session, logged_out: bool, input: u64, output: u64) -> String;
+    fn disconnect_text(
+        &self,
+        login: &LoggedIn,
+        session: &Self::Session,
+        logged_out: bool,
+        input: u64,
+        output: u64,
+    ) -> String;
     /// Said to the client when the server shuts down.
     fn shutdown_text(&self) -> &'static [u8];
 }
@@ -485,7 +492,13 @@ impl<P: MailProtocol> PostLogin<P> {
     }
 
     fn finish(&mut self, conn: MailConn<P::Session>) {
-        let text = self.proto.disconnect_text(&conn.session, conn.logged_out, conn.bytes_in, conn.bytes_out);
+        let text = self.proto.disconnect_text(
+            &conn.login,
+            &conn.session,
+            conn.logged_out,
+            conn.bytes_in,
+            conn.bytes_out,
+        );
         slog::info!(self.log, "{}", text; "user" => &conn.login.name, "session" => &conn.login.record.session_id);
         anvil_session::session_finished(&self.log, P::SERVICE, &conn.login);
         let _ = self.poll.registry().deregister(&mut SourceFd(&conn.file.as_raw_fd()));

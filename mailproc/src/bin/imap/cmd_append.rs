@@ -80,6 +80,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
     match result {
         Ok((validity, saved)) => {
             let uids: Vec<u32> = saved.iter().map(|s| s.uid).collect();
+            ctx.session.stats.appended += uids.len() as u64;
             Done::Ok(format!("[APPENDUID {validity} {}] Append completed", compress(&uids)))
         }
         Err(e) => Done::No(storage_error(&e)),

@@ -31,8 +31,11 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
                         return ctx.bad("QRESYNC not enabled");
                     }
                     let Some(q) = items.get(i + 1).and_then(Arg::as_list) else { return ctx.invalid() };
-                    let num = |a: Option<&Arg>| a.and_then(Arg::as_atom).and_then(|t| t.parse::<u64>().ok());
-                    let (Some(v), Some(m)) = (num(q.first()), num(q.get(1))) else { return ctx.invalid() };
+                    // UIDVALIDITY is 32 bits: a larger number must not match
+                    // its truncation.
+                    let v = q.first().and_then(Arg::as_atom).and_then(|t| t.parse::<u32>().ok());
+                    let m = q.get(1).and_then(Arg::as_atom).and_then(|t| t.parse::<u64>().ok());
+                    let (Some(v), Some(m)) = (v, m) else { return ctx.bad("Invalid QRESYNC parameters") };
                     let known = match q.get(2).and_then(Arg::as_atom) {
                         Some(t) => match SeqSet::parse(t) {
                             Some(s) => Some(s),
@@ -40,7 +43,7 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
                         },
                         None => None,
                     };
-                    qresync = Some(Qresync { uid_validity: v as u32, modseq: m, known });
+                    qresync = Some(Qresync { uid_validity: v, modseq: m, known });
                     i += 1;
                 }
                 _ => return ctx.bad("Unknown FETCH modifier"),

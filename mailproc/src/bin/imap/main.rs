@@ -19,6 +19,7 @@ mod session;
 
 use std::time::{Duration, Instant};
 
+use dovecote_config::var_expand::{self, Variable};
 use dovecote_mailproc::imap::parser::Event;
 use dovecote_mailproc::postlogin::{Flow, LoggedIn, MailProtocol, PostLogin, Reply, OUTPUT_LIMIT};
 
@@ -57,17 +58,41 @@ fn default_capability() -> String {
 pub struct Imap {
     capability: String,
     max_line: usize,
+    /// `imap_logout_format`: the statistics on the disconnect log line.
+    logout_format: String,
 }
 
 impl Imap {
-    fn new(imap_capability: &str, max_line: usize) -> Imap {
+    fn new(imap_capability: &str, max_line: usize, logout_format: String) -> Imap {
         let base = default_capability();
         let capability = match imap_capability.trim() {
             "" => base,
             extra if extra.starts_with('+') => format!("{base} {}", extra[1..].trim()),
             own => own.to_string(),
         };
-        Imap { capability, max_line }
+        Imap { capability, max_line, logout_format }
+    }
+
+    /// `imap_logout_format` expanded with Dovecot's variables.
+    fn logout_stats(&self, login: &LoggedIn, session: &Session, input: u64, output: u64) -> String {
+        let s = &session.stats;
+        let vars = [
+            Variable::new('i', "input", input.to_string()),
+            Variable::new('o', "output", output.to_string()),
+            Variable::long("session", login.record.session_id.as_str()),
+            Variable::long("fetch_hdr_count", s.hdr_count.to_string()),
+            Variable::long("fetch_hdr_bytes", s.hdr_bytes.to_string()),
+            Variable::long("fetch_body_count", s.body_count.to_string()),
+            Variable::long("fetch_body_bytes", s.body_bytes.to_string()),
+            Variable::long("deleted", s.deleted.to_string()),
+            Variable::long("expunged", s.expunged.to_string()),
+            Variable::long("trashed", s.trashed.to_string()),
+            Variable::long("appended", s.appended.to_string()),
+        ];
+        match var_expand::expand(&self.logout_format, &vars) {
+            Ok(text) => text,
+            Err(e) => e.partial,
+        }
     }
 }
 
@@ -202,12 +227,15 @@ impl MailProtocol for Imap {
         Flow::Continue
     }
 
-    fn disconnect_text(&self, session: &Session, logged_out: bool, input: u64, output: u64) -> String {
-        let s = &session.stats;
-        let stats = format!(
-            "in={input} out={output} deleted={} expunged={} trashed={} hdr_count={} hdr_bytes={} body_count={} body_bytes={}",
-            s.deleted, s.expunged, s.trashed, s.hdr_count, s.hdr_bytes, s.body_count, s.body_bytes
-        );
+    fn disconnect_text(
+        &self,
+        login: &LoggedIn,
+        session: &Session,
+        logged_out: bool,
+        input: u64,
+        output: u64,
+    ) -> String {
+        let stats = self.logout_stats(login, session, input, output);
         if logged_out {
             return format!("Disconnected: Logged out {stats}");
         }
@@ -243,7 +271,8 @@ fn main() {
             .and_then(|v| v.as_u64())
             .filter(|n| *n > 0)
             .map_or(64 * 1024, |n| n as usize);
-        let imap = Imap::new(&ctx.config.text("imap_capability"), max_line);
+        let imap =
+            Imap::new(&ctx.config.text("imap_capability"), max_line, ctx.config.text("imap_logout_format"));
         match PostLogin::new(ctx, imap) {
             Ok(service) => service,
             Err(e) => {

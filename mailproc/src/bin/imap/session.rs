@@ -29,6 +29,8 @@ pub struct Stats {
     pub hdr_bytes: u64,
     pub body_count: u64,
     pub body_bytes: u64,
+    /// Messages saved by APPEND.
+    pub appended: u64,
 }
 
 /// A client in IDLE.

@@ -63,7 +63,14 @@ impl MailProtocol for Pop3 {
         Reply { output: out.bytes, close: out.close }
     }
 
-    fn disconnect_text(&self, session: &Session, _logged_out: bool, input: u64, output: u64) -> String {
+    fn disconnect_text(
+        &self,
+        _login: &LoggedIn,
+        session: &Session,
+        _logged_out: bool,
+        input: u64,
+        output: u64,
+    ) -> String {
         session.log_line(input, output)
     }
 
