@@ -12,44 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dovecote_auth::protocol::master_conn::AuthMasterConnection;
 
-/// Every service binary, built once for all test files (common::bin_dir).
-fn build_services() {
-    bin_dir();
-}
-
-struct Setup {
-    dovecot: Instance,
-    imap: u16,
-}
-
-fn start(name: &str, mail_location: &str) -> Setup {
-    build_services();
-    let dir = std::path::PathBuf::from(format!("/tmp/dovecote-test-{name}-{}", std::process::id()));
-    let imap = free_port();
-    let body = format!(
-        "protocols = imap\n\
-         passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
-         userdb {{\n  driver = static\n  args = uid=vmail gid=vmail home={d}/home/%n\n}}\n\
-         mail_location = {mail_location}\n\
-         service imap-login {{\n inet_listener imap {{\n port = {imap}\n }}\n inet_listener imaps {{\n port = 0\n }}\n}}\n",
-        d = dir.display()
-    );
-    let dovecot = Instance::start(name, &body);
-    let home = dir.join("home");
-    std::fs::create_dir_all(home.join("alice")).unwrap();
-    Command::new("chown").args(["-R", "vmail:vmail"]).arg(&home).status().unwrap();
-    std::fs::write(dir.join("passwd"), "alice:{PLAIN}Secr3t::::::\n").unwrap();
-    dovecot.wait_sockets(&["auth-master", "login/login", "login/imap"]);
-    assert!(
-        wait_for(Duration::from_secs(5), || AuthMasterConnection::connect(
-            &dovecot.base_dir.join("auth-master")
-        )
-        .is_ok()),
-        "auth-master not answering"
-    );
-    Setup { dovecot, imap }
+fn start(name: &str, mail_location: &str) -> imap::ImapServer {
+    imap::start_imap(name, mail_location, "")
 }
 
 fn script(name: &str) -> String {
