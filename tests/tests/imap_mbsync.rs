@@ -135,13 +135,14 @@ fn round_trip(name: &str, location: &str, folders: &str) {
     let dir = server.dovecot.dir.join("mbsync");
     let (rc, root) = write_rc(&dir, server.imap);
     let root_text = root.display().to_string();
-    python(&server, &["populate", &port, folders]);
+    let populated = dir.join("populated.json").display().to_string();
+    python(&server, &["populate", &port, folders, &populated]);
     let filled = started.elapsed();
 
     // Pass 1: everything comes down.
     let first = mbsync(&server, &rc, "pass1");
     assert!(first.sent("UID FETCH") >= 10, "pass 1 fetched nothing:\n{}", first.stdout);
-    let same = python(&server, &["compare", &port, &root_text]);
+    let same = python(&server, &["compare", &port, &root_text, "--content", &populated]);
     assert!(same.contains("SAME "), "{same}");
 
     for round in 1..=2 {
@@ -163,6 +164,8 @@ fn round_trip(name: &str, location: &str, folders: &str) {
                 &root_text,
                 &server_done.display().to_string(),
                 &local_done.display().to_string(),
+                "--content",
+                &populated,
             ],
         );
         assert!(same.contains("SAME "), "{same}");
@@ -189,7 +192,7 @@ fn round_trip(name: &str, location: &str, folders: &str) {
             changed_files.is_empty(),
             "round {round}: a pass with nothing to do changed {changed_files:?}"
         );
-        let again = python(&server, &["compare", &port, &root_text]);
+        let again = python(&server, &["compare", &port, &root_text, "--content", &populated]);
         assert_eq!(same, again, "round {round}: the idle pass changed the folders");
     }
     eprintln!("{name}: filled in {filled:?}, done in {:?}", started.elapsed());

@@ -1,14 +1,18 @@
 """The IMAP and Maildir halves of the mbsync round-trip test (imap_mbsync.rs).
 
-  mbsync.py populate PORT FOLDERS         fill the server: FOLDERS is a
-                                          comma list of NAME=COUNT
+  mbsync.py populate PORT FOLDERS OUT     fill the server: FOLDERS is a
+                                          comma list of NAME=COUNT; OUT
+                                          records what was written (JSON)
   mbsync.py mutate-server PORT ROUND OUT  change the server, write what was
                                           done to OUT (JSON)
   mbsync.py mutate-local MAILDIR ROUND OUT  the same on the local Maildir
-  mbsync.py compare PORT MAILDIR [EXPECT...]  both sides hold the same
-                                          messages (Message-ID, body hash,
-                                          flags) per folder, and every
-                                          EXPECT file's changes show
+  mbsync.py compare PORT MAILDIR [EXPECT...] [--content FILE...]
+                                          both sides hold the same messages
+                                          (Message-ID, body hash, flags) per
+                                          folder, every EXPECT file's changes
+                                          show, and every message any of
+                                          these files recorded still has the
+                                          bytes it was written with
 
 Folder names use '/' as the hierarchy separator; the server's own separator
 is looked up. Exits non-zero with a description of every difference."""
@@ -134,7 +138,10 @@ def checked(res, what):
 
 def populate(port, spec):
     """MULTIAPPEND batches of 50 messages with LITERAL+, all pipelined on
-    one connection, then every tagged answer read back in order."""
+    one connection, then every tagged answer read back in order. Returns
+    what was written (some carry \\Deleted, so mbsync's first pass
+    expunges them: 'written', not 'added')."""
+    written = []
     c = connect(port)
     sep = separator(c)
     c.logout()
@@ -157,7 +164,8 @@ def populate(port, spec):
             tags.append(('append', tag))
             cmd = [f'{tag} APPEND {quote(box)}'.encode()]
             for i in range(start, min(start + 50, int(count))):
-                _, data = message(rng, 'pop', name, i)
+                msgid, data = message(rng, 'pop', name, i)
+                written.append([name, msgid, entry(data, '')[1]])
                 flags = random_flags(rng)
                 cmd.append(f' ({" ".join(flags)}) {internal_date(rng)} {{{len(data)}+}}\r\n'.encode() + data)
             out.append(b''.join(cmd) + b'\r\n')
@@ -176,6 +184,7 @@ def populate(port, spec):
             fail(f'CREATE: {line!r}')
     s.sendall(b'Z LOGOUT\r\n')
     s.close()
+    return {'written': written, 'added': [], 'deleted': [], 'flags': []}
 
 
 def list_server(c):
@@ -239,7 +248,7 @@ def mutate_server(port, rnd):
             msgid, data = message(rng, f'srv{rnd}', folder, i)
             flags = rng.choice(['', '\\Seen', '\\Seen \\Flagged', '\\Answered \\Seen'])
             checked(c.append(quote(folder.replace('/', sep)), f'({flags})', None, data), 'APPEND')
-            done['added'].append([folder, msgid])
+            done['added'].append([folder, msgid, entry(data, '')[1]])
     # Flag changes in INBOX, expunges in Archive/2023.
     checked(c.select('INBOX'), 'SELECT INBOX')
     uids = uid_msgids(c)
@@ -311,13 +320,14 @@ def local_folders(root):
 
 
 def local_messages(path):
-    """(file path, letters) of every message of one Maildir folder."""
+    """(file path, letters) of every message of one Maildir folder, in
+    Message-ID order (so that a seeded pick is the same on every run)."""
     out = []
     for sub in ('cur', 'new'):
         for f in os.listdir(os.path.join(path, sub)):
             letters = f.split(':2,', 1)[1] if ':2,' in f else ''
             out.append((os.path.join(path, sub, f), ''.join(sorted(letters))))
-    return out
+    return sorted(out, key=lambda m: (file_msgid(m[0]) or '', m[0]))
 
 
 def local_snapshot(root):
@@ -340,9 +350,12 @@ def msgid_of(data):
 def entry(data, letters):
     """What must match on both sides: the message's own bytes (line ends
     normalised to LF, as mbsync's Maildir stores them; without the X-TUID
-    header mbsync adds to every message it copies, to find it again) and
-    the flags."""
+    header mbsync adds to every message it copies, to find it again; with
+    a final newline, which an mbox adds to a message that lacks one, as
+    Dovecot's does) and the flags."""
     norm = data.replace(b'\r\n', b'\n')
+    if not norm.endswith(b'\n'):
+        norm += b'\n'
     head, sep, body = norm.partition(b'\n\n')
     head = re.sub(rb'(?im)^X-TUID: [^\n]*\n', b'', head + b'\n')[:-1]
     norm = head + sep + body
@@ -391,7 +404,7 @@ def mutate_local(root, rnd):
             msgid, data = message(rng, f'loc{rnd}', folder, i)
             write_local(folders[folder], rng.choice(['new', 'cur']), data.replace(b'\r\n', b'\n'),
                         rng.choice(['', 'S', 'FS']))
-            done['added'].append([folder, msgid])
+            done['added'].append([folder, msgid, entry(data, '')[1]])
     # A new folder.
     new = os.path.join(root, f'Local{rnd}')
     for sub in ('cur', 'new', 'tmp'):
@@ -399,13 +412,13 @@ def mutate_local(root, rnd):
     for i in range(3):
         msgid, data = message(rng, f'loc{rnd}', f'Local{rnd}', i)
         write_local(new, 'new', data.replace(b'\r\n', b'\n'))
-        done['added'].append([f'Local{rnd}', msgid])
+        done['added'].append([f'Local{rnd}', msgid, entry(data, '')[1]])
     return done
 
 
 # ---------------------------------------------------------------- compare
 
-def compare(port, root, expects):
+def compare(port, root, expects, contents):
     server = server_snapshot(port)
     local = local_snapshot(root)
     problems = []
@@ -421,12 +434,19 @@ def compare(port, root, expects):
         dups = [e for e in set(s) if s.count(e) > 1]
         if dups:
             problems.append(f'{name}: duplicates {dups[:5]}')
-    for path in expects:
+    for path in expects + contents:
         with open(path) as fh:
             done = json.load(fh)
-        for folder, msgid in done['added']:
-            if not any(e[0] == msgid for e in server.get(folder, [])):
+        for folder, msgid, digest in done['added'] + done.get('written', []):
+            got = [e[1] for e in server.get(folder, []) if e[0] == msgid]
+            if any(g != digest for g in got):
+                problems.append(f'{path}: {folder} {msgid} changed: {got}, written as {digest}')
+            if path in contents:
+                continue
+            if not got:
                 problems.append(f'{path}: added {msgid} missing in server {folder}')
+        if path in contents:
+            continue
         for folder, msgid in done['deleted']:
             if any(e[0] == msgid for e in server.get(folder, [])):
                 problems.append(f'{path}: deleted {msgid} still in server {folder}')
@@ -447,7 +467,8 @@ def compare(port, root, expects):
 def main():
     cmd = sys.argv[1]
     if cmd == 'populate':
-        populate(int(sys.argv[2]), sys.argv[3])
+        with open(sys.argv[4], 'w') as fh:
+            json.dump(populate(int(sys.argv[2]), sys.argv[3]), fh)
         print('POPULATED')
     elif cmd == 'mutate-server':
         with open(sys.argv[4], 'w') as fh:
@@ -458,7 +479,9 @@ def main():
             json.dump(mutate_local(sys.argv[2], int(sys.argv[3])), fh)
         print('MUTATED')
     elif cmd == 'compare':
-        compare(int(sys.argv[2]), sys.argv[3], sys.argv[4:])
+        args = sys.argv[4:]
+        split = args.index('--content') if '--content' in args else len(args)
+        compare(int(sys.argv[2]), sys.argv[3], args[:split], args[split + 1:])
     else:
         fail(f'unknown command {cmd}')
 
