@@ -74,6 +74,7 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
     }
     let mut sel = Selected::new(name, mailbox, readonly);
     sel.recent = sel.mailbox.recent_uids().into_iter().collect();
+    sel.announced_recent = sel.recent.len();
     let st = sel.mailbox.status();
     let mut out = String::new();
     out.push_str(&sel.flags_line());
