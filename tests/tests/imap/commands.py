@@ -183,6 +183,8 @@ check(b'MESSAGES 2' in st, f'archive: {st}')
 
 # EXPUNGE / CLOSE / UNSELECT / EXAMINE / CHECK.
 ok(c.select('Archive'), 'SELECT Archive')
+# Dovecot announces the end of the previous selection to every client.
+check(c.untagged_responses.pop('CLOSED', None) == [b''], f'closed: {c.untagged_responses}')
 check(c.untagged_responses.pop('RECENT', None) == [b'2'], f'select recent: {c.untagged_responses}')
 ok(c.store('1', '+FLAGS', '\\Deleted'), 'STORE deleted')
 d = ok(c.expunge(), 'EXPUNGE')
