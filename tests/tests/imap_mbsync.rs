@@ -4,9 +4,11 @@
 //! final pass that finds nothing to do; on Maildir, sdbox and mbox.
 //!
 //! The IMAP and Maildir work (filling the server through pipelined
-//! MULTIAPPENDs, changing either side, comparing Message-ID, body and
-//! flags per folder) is `tests/imap/mbsync.py`; this file runs the server
-//! and mbsync and checks what mbsync itself says.
+//! MULTIAPPENDs, changing either side, comparing Message-ID, body, flags
+//! and INTERNALDATE (`CopyArrivalDate`: the Maildir file's mtime) per
+//! folder, and every message against the bytes it was written with) is
+//! `tests/imap/mbsync.py`; this file runs the server and mbsync and checks
+//! what mbsync itself says and sends.
 
 mod common;
 
@@ -120,7 +122,7 @@ fn write_rc(dir: &Path, port: u16) -> (PathBuf, PathBuf) {
              IMAPStore far\nAccount server\n\n\
              MaildirStore near\nPath {root}/\nInbox {root}/INBOX\nSubFolders Verbatim\n\n\
              Channel sync\nFar :far:\nNear :near:\nPatterns *\nCreate Both\nExpunge Both\n\
-             SyncState *\nSync All\n",
+             SyncState *\nSync All\nCopyArrivalDate yes\n",
             root = root.display()
         ),
     )

@@ -212,14 +212,15 @@ def list_server(c):
 def server_snapshot(port):
     c = connect(port)
     names, sep = list_server(c)
-    snap = {}
+    snap, dates = {}, {}
     for name in names:
+        dates[name] = {}
         typ, data = c.select(quote(name.replace('/', sep)), readonly=True)
         if typ != 'OK':
             fail(f'EXAMINE {name}: {data}')
         msgs = []
         if int(data[0]) > 0:
-            data = checked(c.uid('FETCH', '1:*', '(FLAGS BODY.PEEK[])'), f'FETCH {name}')
+            data = checked(c.uid('FETCH', '1:*', '(FLAGS INTERNALDATE BODY.PEEK[])'), f'FETCH {name}')
             for item in data:
                 if not isinstance(item, tuple):
                     continue
@@ -228,10 +229,14 @@ def server_snapshot(port):
                     fail(f'FETCH without FLAGS in {name}: {item[0]!r}')
                 letters = ''.join(sorted(FLAG_LETTERS.get(f, '') for f in m.group(1).decode().split()))
                 msgs.append(entry(item[1], letters))
+                date = imaplib.Internaldate2tuple(item[0])
+                if date is None:
+                    fail(f'FETCH without INTERNALDATE in {name}: {item[0]!r}')
+                dates[name][msgs[-1][0]] = int(time.mktime(date))
         snap[name] = sorted(msgs)
         c.close()
     c.logout()
-    return snap
+    return snap, dates
 
 
 def mutate_server(port, rnd):
@@ -331,14 +336,17 @@ def local_messages(path):
 
 
 def local_snapshot(root):
-    snap = {}
+    snap, dates = {}, {}
     for name, path in local_folders(root).items():
         msgs = []
+        dates[name] = {}
         for file, letters in local_messages(path):
             with open(file, 'rb') as fh:
                 msgs.append(entry(fh.read(), ''.join(l for l in letters if l in LETTER_FLAGS)))
+            # CopyArrivalDate: the file's mtime is the INTERNALDATE.
+            dates[name][msgs[-1][0]] = int(os.stat(file).st_mtime)
         snap[name] = sorted(msgs)
-    return snap
+    return snap, dates
 
 
 def msgid_of(data):
@@ -419,9 +427,14 @@ def mutate_local(root, rnd):
 # ---------------------------------------------------------------- compare
 
 def compare(port, root, expects, contents):
-    server = server_snapshot(port)
-    local = local_snapshot(root)
+    server, server_dates = server_snapshot(port)
+    local, local_dates = local_snapshot(root)
     problems = []
+    for name in sorted(set(server_dates) & set(local_dates)):
+        for msgid, date in server_dates[name].items():
+            theirs = local_dates[name].get(msgid)
+            if theirs is not None and theirs != date:
+                problems.append(f'{name} {msgid}: INTERNALDATE {date}, local mtime {theirs}')
     if sorted(server) != sorted(local):
         problems.append(f'folders differ: server {sorted(server)} local {sorted(local)}')
     for name in sorted(set(server) | set(local)):
