@@ -237,7 +237,14 @@ fn mbox_both_ways() {
     assert_eq!(dovecot.flags("Sent"), ours(&user, "Sent"));
     assert_eq!(dovecot.status("INBOX", "uidvalidity"), user.status("INBOX").unwrap().uid_validity as u64);
     let body = dovecot.run(&["fetch", "text", "mailbox", "INBOX", "uid", "5"], None);
-    assert!(body.contains("hello\n>From me"), "Dovecot reads our escaped body: {body}");
+    // Written unquoted, as Dovecot writes it: both read back the message
+    // that was saved, not a `>From` version of it.
+    assert!(body.contains("hello\nFrom me") && !body.contains(">From"), "Dovecot reads our body: {body}");
+    assert_eq!(
+        user.open("INBOX").unwrap().read_message(5).unwrap(),
+        b"Subject: ours\n\nhello\nFrom me\n",
+        "we read back what was saved"
+    );
     let listed = dovecot.run(&["mailbox", "list", "-s"], None);
     assert!(listed.lines().any(|l| l == "Archive"), "Dovecot sees our subscription: {listed}");
 

@@ -1,7 +1,8 @@
 //! Storage features beyond the model test: `\Recent` claimed by exactly one
 //! session, COPY by hard link, an index rebuild that keeps HIGHESTMODSEQ
 //! and tombstones, the mailbox-list log (create/delete), the cheap
-//! "changed since sync" check, and APPENDLIMIT.
+//! "changed since sync" check, APPENDLIMIT, and mbox mailboxes that are
+//! files (no children, `\NoInferiors`).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use dovecote_config::var_expand::MailVars;
 use dovecote_mailproc::storage::{
-    FlagOp, FlagUpdate, Flags, Keywords, ListChangeKind, MailLocation, NewMessage, User,
+    FlagOp, FlagUpdate, Flags, Keywords, ListChangeKind, ListOptions, MailLocation, NewMessage, StorageError,
+    User,
 };
 
 fn user(location: &str) -> User {
@@ -255,4 +257,37 @@ fn a_second_maildir_file_with_a_known_base_name_is_a_whole_new_message() {
     assert!(second.flags.contains(Flags::SEEN));
     assert_eq!(second.received, mtime);
     assert_ne!(second.uid, first.uid);
+}
+
+/// An mbox mailbox is a file: a child of it is refused as Dovecot refuses
+/// it (CREATE and RENAME used to fail in mkdir() with an internal error),
+/// and LIST says `\NoInferiors` where Dovecot does; the INBOX spool,
+/// outside the mail root, can have children.
+#[test]
+fn mbox_mailboxes_are_files_without_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = user(&format!("mbox:{0}/mail:INBOX={0}/spool", dir.path().display()));
+    u.open("INBOX").unwrap();
+    u.create("Sent").unwrap();
+    u.create("Archive/2024").unwrap();
+    for result in
+        [u.create("Sent/child"), u.create("Archive/2024/deeper"), u.rename("Archive/2024", "Sent/x")]
+    {
+        match result {
+            Err(StorageError::NotPossible(text)) => {
+                assert_eq!(text, "Mailbox doesn't allow inferior mailboxes")
+            }
+            other => panic!("a child of an mbox file: {other:?}"),
+        }
+    }
+    u.create("INBOX/kid").unwrap();
+    let list: Vec<(String, Vec<String>)> =
+        u.list("*", ListOptions::default()).unwrap().into_iter().map(|e| (e.name, e.attributes)).collect();
+    let attrs =
+        |name: &str| list.iter().find(|(n, _)| n == name).map(|(_, a)| a.join(" ")).unwrap_or_default();
+    assert_eq!(attrs("Sent"), "\\NoInferiors", "{list:?}");
+    assert_eq!(attrs("Archive/2024"), "\\NoInferiors", "{list:?}");
+    assert_eq!(attrs("Archive"), "\\Noselect \\HasChildren", "{list:?}");
+    assert_eq!(attrs("INBOX"), "\\HasChildren", "{list:?}");
+    assert_eq!(attrs("INBOX/kid"), "\\NoInferiors", "{list:?}");
 }

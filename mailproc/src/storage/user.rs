@@ -289,6 +289,7 @@ impl User {
     /// Creates a mailbox (parents in fs layouts are plain directories).
     pub fn create(&self, name: &str) -> Result<()> {
         let (ns, levels) = self.resolve(name)?;
+        refuse_inside_mbox_file(ns, &levels)?;
         let (backend, store) = self.parts(ns, &levels);
         let guid = Mailbox::create(name, backend, store)?;
         self.log_list_change(ns, ListChangeKind::Create { guid, name: name.to_string() })
@@ -332,6 +333,7 @@ impl User {
         if new_levels.starts_with(&old_levels) {
             return Err(StorageError::NotPossible("Can't rename mailbox under itself".into()));
         }
+        refuse_inside_mbox_file(ns, &new_levels)?;
         if !self.exists(old)? {
             return Err(StorageError::NotFound(old.to_string()));
         }
@@ -458,7 +460,14 @@ impl User {
                     attributes.push("\\Noselect".to_string());
                 }
                 let has_children = names.iter().any(|n| n.len() > levels.len() && n.starts_with(levels));
-                attributes.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" }.to_string());
+                if all.contains(levels) && is_mbox_file(ns, levels) {
+                    // A file can't hold children: Dovecot says so instead
+                    // of \HasNoChildren (RFC 3348 lets one imply the other).
+                    attributes.push("\\NoInferiors".to_string());
+                } else {
+                    attributes
+                        .push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" }.to_string());
+                }
                 let is_subscribed = subscribed.contains(&vname);
                 if is_subscribed {
                     attributes.push("\\Subscribed".to_string());
@@ -625,6 +634,39 @@ fn walk(
 
 /// mbox: every regular file under the root is a mailbox, directories are
 /// hierarchy; hidden entries (`.imap`, `.subscriptions`) and dotlocks are not.
+/// Whether a mailbox of an mbox namespace is a file that cannot have
+/// children: every one but an INBOX kept outside the mail root (a spool
+/// such as `/var/mail/%u`), whose children live in `<root>/INBOX/`.
+fn is_mbox_file(ns: &Namespace, levels: &[String]) -> bool {
+    if ns.location.format != Format::Mbox {
+        return false;
+    }
+    if ns.inbox && levels == ["INBOX"] {
+        return ns.paths(levels).dir == ns.location.root.join("INBOX");
+    }
+    true
+}
+
+/// An mbox mailbox is a file, so a name below it has nowhere to go:
+/// Dovecot's `Mailbox doesn't allow inferior mailboxes` instead of a
+/// failing mkdir().
+fn refuse_inside_mbox_file(ns: &Namespace, levels: &[String]) -> Result<()> {
+    if ns.location.format != Format::Mbox {
+        return Ok(());
+    }
+    let mut dir = ns.paths(levels).dir;
+    while dir.pop() && dir.starts_with(&ns.location.root) && dir != ns.location.root {
+        match fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(StorageError::NotPossible("Mailbox doesn't allow inferior mailboxes".into()))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn walk_mbox(
     dir: &Path,
     prefix: &mut Vec<String>,

@@ -4,6 +4,7 @@
 //! notifications, and helpers that poll instead of sleeping.
 #![allow(dead_code)]
 
+pub mod imap;
 pub mod postfix;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,6 +33,29 @@ pub fn bin_dir() -> PathBuf {
             let release = dir.ends_with("release");
             let mut cmd = Command::new(env!("CARGO"));
             cmd.args(["build", "--workspace", "--bins"]);
+            // Cargo gives this test process the package's own variables
+            // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME...). Build scripts such as
+            // ring's rerun when those change, so passing them on made
+            // every test run rebuild ring and all that depends on it, and
+            // the next `cargo test` rebuild it back.
+            for (key, _) in std::env::vars_os() {
+                let name = key.to_string_lossy();
+                let per_package = name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_BIN_")
+                    || matches!(
+                        name.as_ref(),
+                        "CARGO_MANIFEST_DIR"
+                            | "CARGO_MANIFEST_PATH"
+                            | "CARGO_MANIFEST_LINKS"
+                            | "CARGO_CRATE_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                            | "CARGO_TARGET_TMPDIR"
+                            | "CARGO_RUSTC_CURRENT_DIR"
+                    );
+                if per_package {
+                    cmd.env_remove(&key);
+                }
+            }
             if release {
                 cmd.arg("--release");
             }

@@ -183,9 +183,27 @@ check(b'MESSAGES 2' in st, f'archive: {st}')
 
 # EXPUNGE / CLOSE / UNSELECT / EXAMINE / CHECK.
 ok(c.select('Archive'), 'SELECT Archive')
+# Dovecot announces the end of the previous selection to every client.
+check(c.untagged_responses.pop('CLOSED', None) == [b''], f'closed: {c.untagged_responses}')
+check(c.untagged_responses.pop('RECENT', None) == [b'2'], f'select recent: {c.untagged_responses}')
 ok(c.store('1', '+FLAGS', '\\Deleted'), 'STORE deleted')
 d = ok(c.expunge(), 'EXPUNGE')
 check(d == [b'1'], f'expunge: {d}')
+# Expunging a \Recent message lowers the count, and Dovecot says so.
+check(c.untagged_responses.pop('RECENT', None) == [b'1'], f'recent after expunge: {c.untagged_responses}')
+# MOVE into the selected mailbox itself (mbsync does it when its Trash is
+# a synced folder): a new UID, the old one expunged, as Dovecot; the
+# \Recent count stays 1, so no RECENT.
+c.untagged_responses.clear()
+typ, data = c.xatom('MOVE', '1', 'Archive')
+check(typ == 'OK' and b'Move completed' in data[-1], f'move to itself: {typ} {data}')
+check(re.match(rb'\d+ 2 3$', c.untagged_responses.get('COPYUID', [b''])[0]), f'move to itself: {c.untagged_responses}')
+check(c.untagged_responses.get('EXPUNGE') == [b'1'] and c.untagged_responses.get('EXISTS') == [b'1'],
+      f'move to itself: {c.untagged_responses}')
+check('RECENT' not in c.untagged_responses, f'move to itself, recent: {c.untagged_responses}')
+typ, data = c._simple_command('STATUS', 'Archive', '(MESSAGES)')
+check(typ == 'OK' and data[-1].startswith(b'[CLIENTBUG] Status on selected mailbox completed'), f'status selected: {data}')
+c.untagged_responses.clear()
 ok(c.check(), 'CHECK')
 ok(c.xatom('UNSELECT'), 'UNSELECT')
 ok(c.select('Archive', readonly=True), 'EXAMINE')

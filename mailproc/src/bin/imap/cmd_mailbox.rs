@@ -302,7 +302,17 @@ pub fn status(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         Ok(st) => {
             let line = format!("* STATUS {} ({})\r\n", quote_mailbox(&name), status_items(&st, &names));
             ctx.out.extend_from_slice(line.as_bytes());
-            Done::Ok("Status completed".into())
+            // Dovecot's hint that STATUS on the selected mailbox is a
+            // client mistake (RFC 3501 §6.3.10 says it shouldn't be done).
+            let selected = ctx.session.selected.as_ref().is_some_and(|s| s.name == name);
+            Done::Ok(
+                if selected {
+                    "[CLIENTBUG] Status on selected mailbox completed"
+                } else {
+                    "Status completed"
+                }
+                .into(),
+            )
         }
         Err(e) => Done::No(storage_error(&e)),
     }

@@ -57,9 +57,10 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
     if condstore {
         ctx.session.condstore = true;
     }
-    // A failed SELECT leaves no mailbox selected (RFC 7162 §3.2.11:
-    // QRESYNC clients are told when the previous one closes).
-    if ctx.session.selected.take().is_some() && ctx.session.qresync {
+    // A failed SELECT leaves no mailbox selected. RFC 7162 §3.2.11 wants
+    // QRESYNC clients told when the previous one closes; Dovecot tells
+    // every client.
+    if ctx.session.selected.take().is_some() {
         ctx.out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
     }
     let mut mailbox = match ctx.login.user.open(&name) {
@@ -77,6 +78,7 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Arg], readonly: bool) -> Done {
     }
     let mut sel = Selected::new(name, mailbox, readonly);
     sel.recent = sel.mailbox.recent_uids().into_iter().collect();
+    sel.announced_recent = sel.recent.len();
     let st = sel.mailbox.status();
     let mut out = String::new();
     out.push_str(&sel.flags_line());

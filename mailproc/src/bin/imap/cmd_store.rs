@@ -154,9 +154,6 @@ pub fn copy(ctx: &mut Ctx<'_>, args: &[Arg], is_move: bool) -> Done {
         }
         Err(e) => return Done::No(storage_error(&e)),
     };
-    if same && is_move {
-        return Done::No("[CANNOT] Can't move mails to the same mailbox".into());
-    }
     let result =
         if is_move { sel.mailbox.move_to(&uids, &mut dest) } else { sel.mailbox.copy_to(&uids, &mut dest) };
     let pairs = match result {
@@ -165,7 +162,9 @@ pub fn copy(ctx: &mut Ctx<'_>, args: &[Arg], is_move: bool) -> Done {
     };
     let validity = dest.status().uid_validity;
     if same {
-        // Our own view must see the copies (EXISTS follows).
+        // Our own view must see the copies (EXISTS follows). A MOVE into
+        // the selected mailbox itself is allowed, as in Dovecot: the
+        // messages get new UIDs and the old ones are expunged.
         let _ = sel.mailbox.sync();
     }
     if pairs.is_empty() {

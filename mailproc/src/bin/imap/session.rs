@@ -54,6 +54,10 @@ pub struct Selected {
     pub known: HashMap<u32, u64>,
     /// This session's `\Recent` messages.
     pub recent: BTreeSet<u32>,
+    /// The count last sent in `* n RECENT`: as Dovecot, a new one goes out
+    /// whenever the count differs (expunges lower it too), and not when
+    /// new mail leaves it as it was.
+    pub announced_recent: usize,
     /// The mailbox's highest modseq when the client last caught up.
     pub seen_modseq: u64,
     /// The keywords announced in `* FLAGS`.
@@ -66,7 +70,17 @@ impl Selected {
         let known = mailbox.messages().map(|m| (m.uid, m.modseq)).collect();
         let keywords = mailbox.messages().flat_map(|m| m.keywords.iter().cloned()).collect();
         let seen_modseq = mailbox.status().highest_modseq;
-        Selected { name, mailbox, readonly, uids, known, recent: BTreeSet::new(), seen_modseq, keywords }
+        Selected {
+            name,
+            mailbox,
+            readonly,
+            uids,
+            known,
+            recent: BTreeSet::new(),
+            announced_recent: 0,
+            seen_modseq,
+            keywords,
+        }
     }
 
     /// `* FLAGS (...)` with the mailbox's keywords.
@@ -199,9 +213,11 @@ impl Session {
             out.extend_from_slice(sel.flags_line().as_bytes());
         }
         if !new.is_empty() {
-            out.extend_from_slice(
-                format!("* {} EXISTS\r\n* {} RECENT\r\n", sel.uids.len(), sel.recent.len()).as_bytes(),
-            );
+            out.extend_from_slice(format!("* {} EXISTS\r\n", sel.uids.len()).as_bytes());
+        }
+        if sel.recent.len() != sel.announced_recent {
+            sel.announced_recent = sel.recent.len();
+            out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent.len()).as_bytes());
         }
         for (seq, uid, flags, keywords, modseq) in changed {
             sel.known.insert(uid, modseq);

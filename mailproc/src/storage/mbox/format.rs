@@ -1,5 +1,5 @@
 //! The mbox format without I/O: `From ` separator lines and their dates,
-//! `>From` escaping, and the status headers Dovecot 2.3 keeps in each
+//! and the status headers Dovecot 2.3 keeps in each
 //! message (`X-IMAPbase`, `X-IMAP`, `X-UID`, `Status`, `X-Status`,
 //! `X-Keywords`, `Content-Length`), parsed and rendered the way Dovecot
 //! writes them so that either server reads the other's UIDs and flags.
@@ -102,21 +102,6 @@ pub fn format_from_line(sender: &str, time: i64) -> String {
         secs / 60 % 60,
         secs % 60
     )
-}
-
-/// `>`-quotes body lines that start with `From ` (what Postfix local(8)
-/// does), so no body line can be taken for a separator.
-pub fn escape_from(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 16);
-    let mut at_line_start = true;
-    for (i, &b) in body.iter().enumerate() {
-        if at_line_start && body[i..].starts_with(b"From ") {
-            out.push(b'>');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    out
 }
 
 /// Parses a header block (the bytes after the `From ` line up to and
@@ -395,12 +380,6 @@ mod tests {
         assert_eq!(parse_from_line(b"From \"x y\"@z  Mon Feb  3 04:05 2020"), Some(1_580_702_700));
         assert!(!is_from_line(b"From here on, the body"));
         assert!(!is_from_line(b">From a@b Thu Jan  1 00:00:00 1970"));
-    }
-
-    #[test]
-    fn escaping_quotes_only_line_starts() {
-        assert_eq!(escape_from(b"From x\nno From y\nFrom z"), b">From x\nno From y\n>From z".to_vec());
-        assert_eq!(escape_from(b">From x\n"), b">From x\n".to_vec());
     }
 
     #[test]

@@ -218,7 +218,11 @@ fn build_message(
 ) -> (Vec<u8>, MboxMessage) {
     let hlen = super::mailbox::header_len(data);
     let (header, body) = data.split_at(hlen);
-    let mut body = format::escape_from(body);
+    // Body lines starting with "From " are written as they are, as
+    // Dovecot writes them: Content-Length keeps them inside the message
+    // (the reader trusts it), and `>From` quoting would change the
+    // message a client saved (and its size) for good.
+    let mut body = body.to_vec();
     if !body.is_empty() && !body.ends_with(b"\n") {
         body.push(b'\n');
     }
