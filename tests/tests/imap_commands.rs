@@ -25,6 +25,11 @@ struct Setup {
 }
 
 fn start(name: &str, mail_location: &str) -> Setup {
+    start_with(name, mail_location, "")
+}
+
+/// [`start`] with more configuration lines.
+fn start_with(name: &str, mail_location: &str, extra: &str) -> Setup {
     build_services();
     let dir = std::path::PathBuf::from(format!("/tmp/dovecote-test-{name}-{}", std::process::id()));
     let imap = free_port();
@@ -33,7 +38,7 @@ fn start(name: &str, mail_location: &str) -> Setup {
          passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
          userdb {{\n  driver = static\n  args = uid=vmail gid=vmail home={d}/home/%n\n}}\n\
          mail_location = {mail_location}\n\
-         service imap-login {{\n inet_listener imap {{\n port = {imap}\n }}\n inet_listener imaps {{\n port = 0\n }}\n}}\n",
+         service imap-login {{\n inet_listener imap {{\n port = {imap}\n }}\n inet_listener imaps {{\n port = 0\n }}\n}}\n{extra}",
         d = dir.display()
     );
     let dovecot = Instance::start(name, &body);
@@ -56,9 +61,9 @@ fn script(name: &str) -> String {
     format!("{}/tests/imap/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn run_commands(name: &str, location: &str) {
-    let s = start(name, location);
-    let out = Command::new("python3").arg(script("commands.py")).arg(s.imap.to_string()).output().unwrap();
+/// Runs a Python client script against the server; it prints `ALL OK`.
+fn run_script(s: &Setup, file: &str) {
+    let out = Command::new("python3").arg(script(file)).arg(s.imap.to_string()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("ALL OK"),
@@ -66,6 +71,11 @@ fn run_commands(name: &str, location: &str) {
         String::from_utf8_lossy(&out.stderr),
         s.dovecot.log_text()
     );
+}
+
+fn run_commands(name: &str, location: &str) {
+    let s = start(name, location);
+    run_script(&s, "commands.py");
     assert!(
         s.dovecot.wait_log("Disconnected: Logged out in=", Duration::from_secs(5)),
         "{}",
@@ -88,6 +98,34 @@ fn imaplib_commands_on_sdbox() {
 #[test]
 fn imaplib_commands_on_mbox() {
     run_commands("imap-cmd-mbox", "mbox:~/mail:INBOX=~/mail/inbox");
+}
+
+/// COMPRESS=DEFLATE with Dovecot's imap_zlib plugin configured: errors,
+/// a pipelined command after COMPRESS, big literals both ways, IDLE.
+#[test]
+fn compress_deflate() {
+    let s = start_with(
+        "imap-compress",
+        "maildir:~/Maildir",
+        "protocol imap {\n mail_plugins = $mail_plugins zlib imap_zlib\n}\n",
+    );
+    run_script(&s, "compress.py");
+    assert!(
+        s.dovecot.wait_log("Disconnected: Logged out in=", Duration::from_secs(5)),
+        "{}",
+        s.dovecot.log_text()
+    );
+}
+
+/// Without imap_zlib there is no COMPRESS, as in Dovecot.
+#[test]
+fn compress_needs_the_imap_zlib_plugin() {
+    let s = start("imap-nocompress", "maildir:~/Maildir");
+    let mut c = Raw::login(s.imap);
+    let caps = c.cmd("c", "CAPABILITY");
+    assert!(!caps.contains("COMPRESS"), "{caps}");
+    let got = c.cmd("z", "COMPRESS DEFLATE");
+    assert!(got.contains("z BAD Error in IMAP command COMPRESS: Unknown command"), "{got}");
 }
 
 /// A raw logged-in IMAP connection.

@@ -19,7 +19,10 @@ mod session;
 
 use std::time::{Duration, Instant};
 
+use dovecote_config::model::ConnectionInfo;
+use dovecote_config::Config;
 use dovecote_mailproc::imap::parser::Event;
+use dovecote_mailproc::postlogin::deflate;
 use dovecote_mailproc::postlogin::{Flow, LoggedIn, MailProtocol, PostLogin, Reply, OUTPUT_LIMIT};
 
 use session::{Session, SyncKind};
@@ -57,17 +60,31 @@ fn default_capability() -> String {
 pub struct Imap {
     capability: String,
     max_line: usize,
+    /// `mail_plugins` has `imap_zlib`: COMPRESS=DEFLATE at this level.
+    pub compress: Option<u32>,
 }
 
 impl Imap {
-    fn new(imap_capability: &str, max_line: usize) -> Imap {
+    fn new(config: &Config, max_line: usize) -> Imap {
         let base = default_capability();
-        let capability = match imap_capability.trim() {
+        let capability = match config.text("imap_capability").trim() {
             "" => base,
             extra if extra.starts_with('+') => format!("{base} {}", extra[1..].trim()),
             own => own.to_string(),
         };
-        Imap { capability, max_line }
+        let mut imap = Imap { capability, max_line, compress: None };
+        // As Dovecot: COMPRESS exists only with the imap_zlib plugin, which
+        // appends its capability to whatever the string is.
+        if config.text("mail_plugins").split_whitespace().any(|p| p == "imap_zlib") {
+            let level = config
+                .plugin("imap_zlib_compress_level")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|l| (1..=9).contains(l))
+                .unwrap_or(deflate::DEFAULT_LEVEL);
+            imap.compress = Some(level);
+            imap.capability.push_str(" COMPRESS=DEFLATE");
+        }
+        imap
     }
 }
 
@@ -237,13 +254,16 @@ impl MailProtocol for Imap {
 
 fn main() {
     dovecote_master::run(|ctx| {
-        let max_line = ctx
+        // `protocol imap { }` settings apply to this whole process.
+        let imap_config = ctx
             .config
+            .for_connection(&ConnectionInfo { protocol: Some("imap".into()), ..Default::default() });
+        let max_line = imap_config
             .value("imap_max_line_length")
             .and_then(|v| v.as_u64())
             .filter(|n| *n > 0)
             .map_or(64 * 1024, |n| n as usize);
-        let imap = Imap::new(&ctx.config.text("imap_capability"), max_line);
+        let imap = Imap::new(&imap_config, max_line);
         match PostLogin::new(ctx, imap) {
             Ok(service) => service,
             Err(e) => {
