@@ -117,6 +117,13 @@ fn compress_deflate() {
     );
 }
 
+/// BINARY: decoded parts, literal8 both ways, Dovecot's errors.
+#[test]
+fn binary_fetch_and_append() {
+    let s = start("imap-binary", "maildir:~/Maildir");
+    run_script(&s, "binary.py");
+}
+
 /// Without imap_zlib there is no COMPRESS, as in Dovecot.
 #[test]
 fn compress_needs_the_imap_zlib_plugin() {

@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod args;
+pub mod binary;
 pub mod bodystructure;
 pub mod charset;
 pub mod date;
