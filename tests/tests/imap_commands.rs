@@ -124,6 +124,13 @@ fn binary_fetch_and_append() {
     run_script(&s, "binary.py");
 }
 
+/// ESORT and the ESEARCH return options (PARTIAL, SAVE, order of items).
+#[test]
+fn esort_and_return_options() {
+    let s = start("imap-esort", "sdbox:~/sdbox");
+    run_script(&s, "esort.py");
+}
+
 /// Without imap_zlib there is no COMPRESS, as in Dovecot.
 #[test]
 fn compress_needs_the_imap_zlib_plugin() {
