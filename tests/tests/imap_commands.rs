@@ -131,6 +131,13 @@ fn esort_and_return_options() {
     run_script(&s, "esort.py");
 }
 
+/// WITHIN (YOUNGER/OLDER) and I18NLEVEL=1 comparisons.
+#[test]
+fn within_and_i18nlevel() {
+    let s = start("imap-within", "maildir:~/Maildir");
+    run_script(&s, "within.py");
+}
+
 /// Without imap_zlib there is no COMPRESS, as in Dovecot.
 #[test]
 fn compress_needs_the_imap_zlib_plugin() {
