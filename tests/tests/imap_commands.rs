@@ -138,6 +138,13 @@ fn within_and_i18nlevel() {
     run_script(&s, "within.py");
 }
 
+/// SNIPPET (FUZZY) and PREVIEW: Dovecot's preview text and modifiers.
+#[test]
+fn snippet_and_preview() {
+    let s = start("imap-preview", "mbox:~/mail:INBOX=~/mail/inbox");
+    run_script(&s, "preview.py");
+}
+
 /// Without imap_zlib there is no COMPRESS, as in Dovecot.
 #[test]
 fn compress_needs_the_imap_zlib_plugin() {

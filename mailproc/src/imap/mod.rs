@@ -21,6 +21,7 @@ pub mod parts;
 pub mod quote;
 pub mod rfc822;
 pub mod search;
+pub mod snippet;
 pub mod sort;
 pub mod subject;
 pub mod text;

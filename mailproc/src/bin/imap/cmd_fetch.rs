@@ -4,7 +4,8 @@
 //! BINARY.SIZE (RFC 3516, content from [`binary`]; a literal8 `~{n}` for
 //! decoded content, a failed conversion ends the FETCH with `NO` as in
 //! Dovecot), MODSEQ and CHANGEDSINCE/VANISHED (RFC 7162), SAVEDATE,
-//! EMAILID/THREADID; non-peek body items set `\Seen`. Non-binary body
+//! EMAILID/THREADID, SNIPPET (FUZZY) and PREVIEW (RFC 8970, text from
+//! [`snippet`]); non-peek body items set `\Seen`. Non-binary body
 //! content goes out with NULs as 0x80, as Dovecot sends it.
 
 use dovecote_mailproc::imap::args::{compress, Arg};
@@ -12,10 +13,12 @@ use dovecote_mailproc::storage::mime;
 use dovecote_mailproc::storage::{FlagOp, FlagUpdate, Flags, Keywords};
 
 use crate::dispatch::{Ctx, Done};
-use crate::response::{crlf, flag_list, internal_date, push_literal, push_nstring, storage_error};
+use crate::response::{
+    crlf, flag_list, internal_date, push_literal, push_nstring, push_string, storage_error,
+};
 use dovecote_mailproc::imap::binary::{self, BinaryError, Converted};
 use dovecote_mailproc::imap::parts::{self, Kind, Part};
-use dovecote_mailproc::imap::{bodystructure, envelope};
+use dovecote_mailproc::imap::{bodystructure, envelope, snippet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sect {
@@ -42,8 +45,22 @@ enum Item {
     Rfc822,
     Rfc822Header,
     Rfc822Text,
-    Section { peek: bool, binary: bool, part: String, sect: Sect, partial: Option<(u64, Option<u64>)> },
-    BinarySize { part: String, sect: Sect },
+    Section {
+        peek: bool,
+        binary: bool,
+        part: String,
+        sect: Sect,
+        partial: Option<(u64, Option<u64>)>,
+    },
+    BinarySize {
+        part: String,
+        sect: Sect,
+    },
+    /// SNIPPET / PREVIEW (RFC 8970); `fuzzy`: the `(FUZZY "…")` form.
+    Preview {
+        name: &'static str,
+        fuzzy: bool,
+    },
 }
 
 impl Item {
@@ -158,6 +175,27 @@ fn parse_item(text: &str) -> Result<Vec<Item>, String> {
         Some((start, len))
     };
     Ok(vec![Item::Section { peek, binary: false, part, sect, partial }])
+}
+
+/// `SNIPPET [(mods)]` / `PREVIEW [(mods)]`: LAZY, FUZZY, LAZY=FUZZY.
+/// SNIPPET always answers in its FUZZY form.
+fn preview_item(name: &str, mods: Option<&[Arg]>) -> Result<Item, String> {
+    let snippet = name == "SNIPPET";
+    let mut fuzzy = snippet;
+    if let Some(mods) = mods {
+        if mods.is_empty() {
+            return Err("FETCH list contains non-atoms".into());
+        }
+        for m in mods {
+            let Some(m) = m.as_atom() else { return Err("FETCH list contains non-atoms".into()) };
+            match m.to_ascii_uppercase().as_str() {
+                "LAZY" => {}
+                "FUZZY" | "LAZY=FUZZY" => fuzzy = true,
+                _ => return Err(format!("'{m}' is not a supported PREVIEW modifier")),
+            }
+        }
+    }
+    Ok(Item::Preview { name: if snippet { "SNIPPET" } else { "PREVIEW" }, fuzzy })
 }
 
 /// `BINARY[section]<partial>`, `BINARY.PEEK[…]`, `BINARY.SIZE[section]`
@@ -313,12 +351,28 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         Arg::List(l) => l.iter().collect(),
         a => vec![a],
     };
-    for a in item_args {
-        let Some(text) = a.as_atom() else { return ctx.invalid() };
-        match parse_item(text) {
+    let mut i = 0;
+    while i < item_args.len() {
+        let Some(text) = item_args[i].as_atom() else { return ctx.invalid() };
+        let upper = text.to_ascii_uppercase();
+        let parsed = if upper == "SNIPPET" || upper == "PREVIEW" {
+            // Modifiers: the list right after the name.
+            let mods = match item_args.get(i + 1) {
+                Some(Arg::List(l)) => {
+                    i += 1;
+                    Some(&l[..])
+                }
+                _ => None,
+            };
+            preview_item(&upper, mods).map(|item| vec![item])
+        } else {
+            parse_item(text)
+        };
+        match parsed {
             Ok(mut v) => items.append(&mut v),
             Err(e) => return ctx.bad(&e),
         }
+        i += 1;
     }
     if items.is_empty() {
         return ctx.invalid();
@@ -487,6 +541,19 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
                     p.extend_from_slice(name.as_bytes());
                     p.push(b' ');
                     push_literal(&mut p, &no_nuls(bytes));
+                }
+                Item::Preview { name, fuzzy } => {
+                    let Some(d) = need_data(&mut sel.mailbox) else {
+                        failed = true;
+                        break;
+                    };
+                    let text = snippet::snippet(&d);
+                    p.extend_from_slice(name.as_bytes());
+                    p.extend_from_slice(if *fuzzy { b" (FUZZY " } else { b" " });
+                    push_string(&mut p, text.as_bytes());
+                    if *fuzzy {
+                        p.push(b')');
+                    }
                 }
                 Item::BinarySize { part, sect } => {
                     let Some(d) = need_data(&mut sel.mailbox) else {
