@@ -145,6 +145,13 @@ fn snippet_and_preview() {
     run_script(&s, "preview.py");
 }
 
+/// CATENATE with URL-PARTIAL: TEXT and URL parts, Dovecot's BADURL errors.
+#[test]
+fn catenate_and_url_partial() {
+    let s = start("imap-catenate", "sdbox:~/sdbox");
+    run_script(&s, "catenate.py");
+}
+
 /// Without imap_zlib there is no COMPRESS, as in Dovecot.
 #[test]
 fn compress_needs_the_imap_zlib_plugin() {

@@ -690,6 +690,13 @@ fn mime_header_len(data: &[u8]) -> usize {
     dovecote_mailproc::storage::mailbox::header_len(data)
 }
 
+/// The bytes a URL's `;SECTION=` names in a (CRLF) message (CATENATE):
+/// `Err` for a section that doesn't parse, `Ok(None)` for a missing part.
+pub fn url_section(data: &[u8], section: &str) -> Result<Option<Vec<u8>>, ()> {
+    let (part, sect) = parse_section(section).map_err(|_| ())?;
+    Ok(section_bytes(data, &part, &sect))
+}
+
 /// The bytes of `part` + `sect` of a (CRLF) message.
 fn section_bytes(data: &[u8], part: &str, sect: &Sect) -> Option<Vec<u8>> {
     let fields = mime::analyze(data, 0, 0);
