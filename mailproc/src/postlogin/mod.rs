@@ -8,6 +8,11 @@
 //! the login process `OK\t<pid>` and then speak the mail protocol to the
 //! client — the already-read client input first.
 //!
+//! A protocol may switch the byte stream to COMPRESS=DEFLATE
+//! ([`Flow::StartCompression`], [`deflate`]): output is deflated as it is
+//! written (a sync flush each time), input inflated only as far as the
+//! input limit, so back-pressure and IDLE work as before.
+//!
 //! The client fd lives in this module's own `mio::Poll`, which the runtime
 //! watches through [`Service::wakeup_fd`]; the login connection stays a
 //! runtime client until the mail session ends, so the runtime keeps the
