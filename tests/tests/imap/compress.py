@@ -1,9 +1,24 @@
 """COMPRESS=DEFLATE (RFC 4978) on a raw socket: imaplib has no COMPRESS.
-Usage: compress.py PORT. Exits non-zero (with the transcript) on failure."""
-import socket, sys, time, zlib
+Usage: compress.py PORT [--tls]. With --tls the port is imaps (the login
+process proxies TLS; compression sits inside it).
+Exits non-zero (with the transcript) on failure."""
+import socket, ssl, sys, time, zlib
 
 port = int(sys.argv[1])
-s = socket.create_connection(('127.0.0.1', port), timeout=10)
+tls = '--tls' in sys.argv[2:]
+
+
+def connect():
+    sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+    if not tls:
+        return sock
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(sock)
+
+
+s = connect()
 transcript = []
 
 
@@ -113,7 +128,7 @@ check(raw.startswith(head) and raw[len(head):len(head) + len(msg)] == msg, f'fet
 # IDLE through the compressed stream: updates are flushed at once.
 c.send(b'i IDLE\r\n')
 c.until('+ idling')
-other = socket.create_connection(('127.0.0.1', port), timeout=10)
+other = connect()
 o = Plain()
 saved = s
 s = other
