@@ -64,6 +64,22 @@ enum Item {
 }
 
 impl Item {
+    /// Dovecot's IMAP_FETCH_HANDLER_FLAG_BUFFERED items.
+    fn buffered(&self) -> bool {
+        matches!(
+            self,
+            Item::Flags
+                | Item::Uid
+                | Item::InternalDate
+                | Item::Size
+                | Item::Modseq
+                | Item::SaveDate
+                | Item::EmailId
+                | Item::ThreadId
+                | Item::Preview { .. }
+        )
+    }
+
     fn sets_seen(&self) -> bool {
         matches!(self, Item::Rfc822 | Item::Rfc822Text | Item::Section { peek: false, .. })
     }
@@ -466,7 +482,8 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
             continue;
         }
         let mut data: Option<Vec<u8>> = None;
-        let mut parts: Vec<Vec<u8>> = Vec::new();
+        // (buffered, text): Dovecot sends its buffered items first.
+        let mut parts: Vec<(bool, Vec<u8>)> = Vec::new();
         let mut failed = false;
         let mut binary_failure = None;
         for item in &items {
@@ -647,13 +664,13 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
                     }
                 }
             }
-            parts.push(p);
+            parts.push((item.buffered(), p));
         }
         if let Some(e) = binary_failure {
             // As Dovecot: the response so far is closed (with the UID when
             // nothing was sent) and the FETCH ends with the error.
             if parts.is_empty() {
-                parts.push(format!("UID {uid}").into_bytes());
+                parts.push((true, format!("UID {uid}").into_bytes()));
             }
             write_fetch(ctx.out, seq, &parts);
             return Done::No(e.to_string());
@@ -664,7 +681,10 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         }
         if add_flags {
             let f = sel.mailbox.message(uid).map(|m| (m.flags, m.keywords.clone())).unwrap_or_default();
-            parts.push(format!("FLAGS {}", flag_list(f.0, &f.1, sel.recent.contains(&uid))).into_bytes());
+            parts.push((
+                true,
+                format!("FLAGS {}", flag_list(f.0, &f.1, sel.recent.contains(&uid))).into_bytes(),
+            ));
         }
         write_fetch(ctx.out, seq, &parts);
     }
@@ -675,9 +695,12 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
 }
 
 /// `* seq FETCH (item item …)`.
-fn write_fetch(out: &mut Vec<u8>, seq: u32, parts: &[Vec<u8>]) {
+/// Buffered items (short ones, the implicit FLAGS last among them) come
+/// first, then the others in request order, as Dovecot sends them.
+fn write_fetch(out: &mut Vec<u8>, seq: u32, parts: &[(bool, Vec<u8>)]) {
     out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-    for (i, p) in parts.iter().enumerate() {
+    let ordered = parts.iter().filter(|p| p.0).chain(parts.iter().filter(|p| !p.0)).map(|p| &p.1);
+    for (i, p) in ordered.enumerate() {
         if i > 0 {
             out.push(b' ');
         }
