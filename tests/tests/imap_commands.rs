@@ -25,9 +25,9 @@ fn script(name: &str) -> String {
     format!("{}/tests/imap/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn run_commands(name: &str, location: &str) {
-    let s = start(name, location);
-    let out = Command::new("python3").arg(script("commands.py")).arg(s.imap.to_string()).output().unwrap();
+/// Runs a Python client script against the server; it prints `ALL OK`.
+fn run_script(s: &Setup, file: &str) {
+    let out = Command::new("python3").arg(script(file)).arg(s.imap.to_string()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("ALL OK"),
@@ -35,6 +35,11 @@ fn run_commands(name: &str, location: &str) {
         String::from_utf8_lossy(&out.stderr),
         s.dovecot.log_text()
     );
+}
+
+fn run_commands(name: &str, location: &str) {
+    let s = start(name, location);
+    run_script(&s, "commands.py");
     assert!(
         s.dovecot.wait_log("Disconnected: Logged out in=", Duration::from_secs(5)),
         "{}",
@@ -82,6 +87,69 @@ fn imaplib_commands_on_sdbox() {
 #[test]
 fn imaplib_commands_on_mbox() {
     run_commands("imap-cmd-mbox", "mbox:~/mail:INBOX=~/mail/inbox");
+}
+
+/// COMPRESS=DEFLATE with Dovecot's imap_zlib plugin configured: errors,
+/// a pipelined command after COMPRESS, big literals both ways, IDLE.
+#[test]
+fn compress_deflate() {
+    let s = start_with(
+        "imap-compress",
+        "maildir:~/Maildir",
+        "protocol imap {\n mail_plugins = $mail_plugins zlib imap_zlib\n}\n",
+    );
+    run_script(&s, "compress.py");
+    assert!(
+        s.dovecot.wait_log("Disconnected: Logged out in=", Duration::from_secs(5)),
+        "{}",
+        s.dovecot.log_text()
+    );
+}
+
+/// BINARY: decoded parts, literal8 both ways, Dovecot's errors.
+#[test]
+fn binary_fetch_and_append() {
+    let s = start("imap-binary", "maildir:~/Maildir");
+    run_script(&s, "binary.py");
+}
+
+/// ESORT and the ESEARCH return options (PARTIAL, SAVE, order of items).
+#[test]
+fn esort_and_return_options() {
+    let s = start("imap-esort", "sdbox:~/sdbox");
+    run_script(&s, "esort.py");
+}
+
+/// WITHIN (YOUNGER/OLDER) and I18NLEVEL=1 comparisons.
+#[test]
+fn within_and_i18nlevel() {
+    let s = start("imap-within", "maildir:~/Maildir");
+    run_script(&s, "within.py");
+}
+
+/// SNIPPET (FUZZY) and PREVIEW: Dovecot's preview text and modifiers.
+#[test]
+fn snippet_and_preview() {
+    let s = start("imap-preview", "mbox:~/mail:INBOX=~/mail/inbox");
+    run_script(&s, "preview.py");
+}
+
+/// CATENATE with URL-PARTIAL: TEXT and URL parts, Dovecot's BADURL errors.
+#[test]
+fn catenate_and_url_partial() {
+    let s = start("imap-catenate", "sdbox:~/sdbox");
+    run_script(&s, "catenate.py");
+}
+
+/// Without imap_zlib there is no COMPRESS, as in Dovecot.
+#[test]
+fn compress_needs_the_imap_zlib_plugin() {
+    let s = start("imap-nocompress", "maildir:~/Maildir");
+    let mut c = Raw::login(s.imap);
+    let caps = c.cmd("c", "CAPABILITY");
+    assert!(!caps.contains("COMPRESS"), "{caps}");
+    let got = c.cmd("z", "COMPRESS DEFLATE");
+    assert!(got.contains("z BAD Error in IMAP command COMPRESS: Unknown command"), "{got}");
 }
 
 /// A raw logged-in IMAP connection.

@@ -368,3 +368,20 @@ fn client_certificate_required_and_username_from_its_common_name() {
         s.dovecot.log_text()
     );
 }
+
+/// COMPRESS=DEFLATE through imaps: the login process proxies TLS to the
+/// imap process, which compresses inside it (tests/imap/compress.py).
+#[test]
+fn compress_inside_tls() {
+    let s =
+        start_with("tls-compress", "", "protocol imap {\n mail_plugins = $mail_plugins zlib imap_zlib\n}\n");
+    let script = format!("{}/tests/imap/compress.py", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(script).arg(s.imaps.to_string()).arg("--tls").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.dovecot.log_text()
+    );
+}

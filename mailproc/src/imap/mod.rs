@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod args;
+pub mod binary;
 pub mod bodystructure;
 pub mod charset;
 pub mod date;
@@ -20,6 +21,7 @@ pub mod parts;
 pub mod quote;
 pub mod rfc822;
 pub mod search;
+pub mod snippet;
 pub mod sort;
 pub mod subject;
 pub mod text;

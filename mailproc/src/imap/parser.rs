@@ -153,10 +153,20 @@ impl Parser {
                         self.cmd.pop();
                         self.counted -= 1;
                     }
-                    if let Some((size, sync)) =
+                    if let Some((size, sync, literal8)) =
                         literal_marker(&self.cmd[self.line_start.min(self.cmd.len())..])
                     {
                         let is_append = self.is_append();
+                        if literal8 && !is_append {
+                            // As Dovecot: refused without reading it, so
+                            // its bytes come next as a command line.
+                            let (tag, name) = self.tag_and_name();
+                            self.reset();
+                            return Some(Event::Bad {
+                                tag,
+                                text: command_error(&name, "literal8 not allowed here"),
+                            });
+                        }
                         let limit = if is_append {
                             self.limits.max_append_literal
                         } else {
@@ -205,6 +215,18 @@ impl Parser {
         self.reset();
     }
 
+    /// Tag and upper-case command name of the command being read.
+    fn tag_and_name(&self) -> (String, String) {
+        let mut words = self.cmd.split(|b| *b == b' ');
+        let tag = String::from_utf8_lossy(words.next().unwrap_or_default()).into_owned();
+        let mut name = String::from_utf8_lossy(words.next().unwrap_or_default()).to_ascii_uppercase();
+        if name == "UID" {
+            let sub = String::from_utf8_lossy(words.next().unwrap_or_default()).to_ascii_uppercase();
+            name = format!("UID {sub}");
+        }
+        (if valid_tag(&tag) { tag } else { "*".into() }, name)
+    }
+
     /// APPEND (or UID-less variants) take message literals.
     fn is_append(&self) -> bool {
         let mut words = self.cmd.split(|b| *b == b' ');
@@ -223,8 +245,8 @@ pub fn command_error(name: &str, text: &str) -> String {
 }
 
 /// A trailing `{n}`, `{n+}` or `~{n}` on the last line of `cmd`: (size,
-/// synchronising).
-fn literal_marker(cmd: &[u8]) -> Option<(usize, bool)> {
+/// synchronising, literal8).
+fn literal_marker(cmd: &[u8]) -> Option<(usize, bool, bool)> {
     if cmd.last() != Some(&b'}') {
         return None;
     }
@@ -242,7 +264,7 @@ fn literal_marker(cmd: &[u8]) -> Option<(usize, bool)> {
         return None;
     }
     let size = std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?;
-    Some((size, sync))
+    Some((size, sync, open > 0 && cmd[open - 1] == b'~'))
 }
 
 /// RFC 3501 tag: astring chars except `+`.
@@ -465,9 +487,15 @@ mod tests {
             ev,
             vec![Event::Continue, cmd("c", "X", vec![Arg::Literal(b" {1".to_vec()), Arg::Atom("}".into())])]
         );
-        let ev = feed(&mut p, b"b SEARCH CHARSET UTF-8 TEXT ~{3}\r\nabc\r\n");
-        assert_eq!(ev[0], Event::Continue);
-        assert!(matches!(&ev[1], Event::Command(c) if c.args[3] == Arg::Literal(b"abc".to_vec())));
+        // literal8 is APPEND's only (Dovecot: `literal8 not allowed here`).
+        let ev = feed(&mut p, b"b UID SEARCH CHARSET UTF-8 TEXT ~{3}\r\n");
+        assert_eq!(
+            ev,
+            vec![Event::Bad {
+                tag: "b".into(),
+                text: "Error in IMAP command UID SEARCH: literal8 not allowed here".into()
+            }]
+        );
     }
 
     #[test]
@@ -491,6 +519,24 @@ mod tests {
                 "h Error in IMAP command: Invalid command name",
             ]
         );
+    }
+
+    #[test]
+    fn literal8_only_in_append() {
+        let mut p = Parser::new(Limits::default());
+        let ev = feed(&mut p, b"x SELECT ~{5+}\r\nINBOX\r\na APPEND INBOX ~{3+}\r\na\0b\r\n");
+        assert_eq!(
+            ev[0],
+            Event::Bad {
+                tag: "x".into(),
+                text: "Error in IMAP command SELECT: literal8 not allowed here".into()
+            }
+        );
+        assert_eq!(
+            ev[1],
+            Event::Bad { tag: "INBOX".into(), text: "Error in IMAP command: Invalid command name".into() }
+        );
+        assert!(matches!(&ev[2], Event::Command(c) if c.args[1] == Arg::Literal(b"a\0b".to_vec())), "{ev:?}");
     }
 
     #[test]

@@ -8,12 +8,18 @@
 //! the login process `OK\t<pid>` and then speak the mail protocol to the
 //! client — the already-read client input first.
 //!
+//! A protocol may switch the byte stream to COMPRESS=DEFLATE
+//! ([`Flow::StartCompression`], [`deflate`]): output is deflated as it is
+//! written (a sync flush each time), input inflated only as far as the
+//! input limit, so back-pressure and IDLE work as before.
+//!
 //! The client fd lives in this module's own `mio::Poll`, which the runtime
 //! watches through [`Service::wakeup_fd`]; the login connection stays a
 //! runtime client until the mail session ends, so the runtime keeps the
 //! process alive exactly as long as the session.
 
 mod anvil_session;
+pub mod deflate;
 pub mod privileges;
 
 use std::collections::HashMap;
@@ -34,6 +40,7 @@ use mio::{Events, Interest, Poll, Token};
 use thiserror::Error;
 
 use crate::storage::{MailLocation, User};
+use deflate::Deflate;
 use privileges::{PrivilegeError, Privileges};
 
 /// Dovecot's `MAIL_ERRSTR_CRITICAL_MSG`.
@@ -80,6 +87,11 @@ pub enum Flow {
     /// Flush the output, then close (the protocol logs or tells why in
     /// its disconnect text).
     Close,
+    /// The output so far (ending with the protocol's `OK`) goes out as it
+    /// is; everything after it, both ways, is raw deflate at this level
+    /// (RFC 4978). Client bytes already read past the command are
+    /// compressed ones.
+    StartCompression(u32),
 }
 
 /// The protocol half: IMAP or POP3 after login.
@@ -189,14 +201,70 @@ struct MailConn<S> {
     file: File,
     login: LoggedIn,
     session: S,
+    /// Plaintext client input for the protocol.
     input: Vec<u8>,
+    /// Plaintext output of the protocol.
     output: Vec<u8>,
+    /// Bytes ready for the socket: with compression, `output` deflated
+    /// (refilled only once empty, so back-pressure still bounds it);
+    /// without, `output` moved here whole.
+    wire: Vec<u8>,
+    /// COMPRESS=DEFLATE, once started.
+    deflate: Option<Deflate>,
     closing: bool,
     logged_out: bool,
     /// Reading stopped for back-pressure before the socket was drained.
     paused: bool,
+    /// Plaintext bytes (inflated ones once compressed), as Dovecot counts.
     bytes_in: u64,
     bytes_out: u64,
+}
+
+impl<S> MailConn<S> {
+    /// Output not yet written to the socket, plaintext or compressed.
+    fn pending_out(&self) -> usize {
+        self.output.len() + self.wire.len()
+    }
+
+    /// Whether compressed input waits to be inflated.
+    fn inflate_pending(&self) -> bool {
+        self.deflate.as_ref().is_some_and(Deflate::has_pending)
+    }
+
+    /// Writes `wire` (refilled from `output`) until the socket would
+    /// block; `false` when the connection is gone.
+    fn flush(&mut self) -> bool {
+        loop {
+            if self.wire.is_empty() {
+                if self.output.is_empty() {
+                    return true;
+                }
+                self.bytes_out += self.output.len() as u64;
+                match &mut self.deflate {
+                    Some(z) => {
+                        if z.compress(&self.output, &mut self.wire).is_err() {
+                            return false;
+                        }
+                        self.output.clear();
+                    }
+                    None => std::mem::swap(&mut self.wire, &mut self.output),
+                }
+            }
+            match self.file.write(&self.wire) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.wire.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    self.wire.clear();
+                    self.output.clear();
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// The post-login service: one per mail binary.
@@ -384,6 +452,8 @@ impl<P: MailProtocol> PostLogin<P> {
             session,
             input,
             output: greeting,
+            wire: Vec::new(),
+            deflate: None,
             closing: false,
             logged_out: false,
             paused: false,
@@ -400,11 +470,31 @@ impl<P: MailProtocol> PostLogin<P> {
     }
 
     fn process_input(&self, conn: &mut MailConn<P::Session>) {
-        if conn.closing || conn.output.len() > OUTPUT_LIMIT {
-            return;
+        loop {
+            if conn.closing || conn.pending_out() > OUTPUT_LIMIT {
+                return;
+            }
+            if let Some(z) = &mut conn.deflate {
+                match z.inflate(&mut conn.input, INPUT_LIMIT) {
+                    Ok(n) => conn.bytes_in += n as u64,
+                    Err(e) => {
+                        // A broken stream leaves nothing to answer.
+                        slog::debug!(self.log, "{}", e; "user" => &conn.login.name);
+                        conn.closing = true;
+                        conn.output.clear();
+                        return;
+                    }
+                }
+            }
+            let before = conn.input.len();
+            let flow = self.proto.input(&conn.login, &mut conn.session, &mut conn.input, &mut conn.output);
+            let started = matches!(flow, Flow::StartCompression(_));
+            apply_flow(conn, flow);
+            // More compressed input may wait for the room just made.
+            if !conn.inflate_pending() || (conn.input.len() == before && !started) {
+                return;
+            }
         }
-        let flow = self.proto.input(&conn.login, &mut conn.session, &mut conn.input, &mut conn.output);
-        apply_flow(conn, flow);
     }
 
     /// Reads the client until it would block, or until back-pressure
@@ -415,7 +505,8 @@ impl<P: MailProtocol> PostLogin<P> {
         let mut buf = [0u8; 8192];
         conn.paused = false;
         while !conn.closing {
-            if conn.output.len() > OUTPUT_LIMIT || conn.input.len() > INPUT_LIMIT {
+            let raw_in = conn.deflate.as_ref().map_or(0, |z| z.raw_in.len());
+            if conn.pending_out() > OUTPUT_LIMIT || conn.input.len() > INPUT_LIMIT || raw_in > INPUT_LIMIT {
                 conn.paused = true;
                 break;
             }
@@ -425,8 +516,13 @@ impl<P: MailProtocol> PostLogin<P> {
                     break;
                 }
                 Ok(n) => {
-                    conn.bytes_in += n as u64;
-                    conn.input.extend_from_slice(&buf[..n]);
+                    match &mut conn.deflate {
+                        Some(z) => z.raw_in.extend_from_slice(&buf[..n]),
+                        None => {
+                            conn.bytes_in += n as u64;
+                            conn.input.extend_from_slice(&buf[..n]);
+                        }
+                    }
                     self.process_input(conn);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -450,37 +546,21 @@ impl<P: MailProtocol> PostLogin<P> {
             self.read_more(&mut conn, &mut alive);
         }
         loop {
-            while !conn.output.is_empty() {
-                match conn.file.write(&conn.output) {
-                    Ok(0) => {
-                        alive = false;
-                        break;
-                    }
-                    Ok(n) => {
-                        conn.bytes_out += n as u64;
-                        conn.output.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        conn.output.clear();
-                        alive = false;
-                        break;
-                    }
-                }
+            if !conn.flush() {
+                alive = false;
             }
             // The output drained: resume what back-pressure held back.
-            if !alive || conn.closing || !conn.paused || conn.output.len() > OUTPUT_LIMIT {
+            if !alive || conn.closing || !conn.paused || conn.pending_out() > OUTPUT_LIMIT {
                 break;
             }
-            let before = conn.output.len();
+            let before = conn.pending_out();
             self.process_input(&mut conn);
             self.read_more(&mut conn, &mut alive);
-            if conn.output.is_empty() || conn.output.len() == before {
+            if conn.pending_out() == 0 || conn.pending_out() == before {
                 break;
             }
         }
-        if conn.closing && conn.output.is_empty() {
+        if conn.closing && conn.pending_out() == 0 {
             alive = false;
         }
         if alive {
@@ -514,6 +594,15 @@ fn apply_flow<S>(conn: &mut MailConn<S>, flow: Flow) {
             conn.logged_out = true;
         }
         Flow::Close => conn.closing = true,
+        Flow::StartCompression(level) => {
+            // The reply so far goes out uncompressed, ahead of anything
+            // compressed (`wire` is drained before it is refilled).
+            conn.bytes_out += conn.output.len() as u64;
+            conn.wire.append(&mut conn.output);
+            let mut z = Deflate::new(level);
+            z.raw_in = std::mem::take(&mut conn.input);
+            conn.deflate = Some(z);
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! APPEND with MULTIAPPEND (RFC 3502): flags, INTERNALDATE, one or more
-//! messages saved in one transaction, `[APPENDUID v uids]` (UIDPLUS).
+//! messages saved in one transaction, `[APPENDUID v uids]` (UIDPLUS), each
+//! a literal (literal8 too) or a CATENATE list ([`crate::catenate`]).
 
 use dovecote_mailproc::imap::args::{compress, Arg};
 use dovecote_mailproc::storage::{NewMessage, StorageError};
 
+use crate::catenate;
 use crate::cmd_mailbox::mailbox_arg;
 use crate::cmd_store::parse_flags;
 use crate::dispatch::{Ctx, Done};
@@ -45,6 +47,18 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
                 None => return ctx.bad("Invalid internal date."),
             }
             rest = &rest[1..];
+        }
+        let catenate =
+            rest.first().and_then(Arg::as_atom).is_some_and(|a| a.eq_ignore_ascii_case("CATENATE"));
+        if let (true, Some(Arg::List(items))) = (catenate, rest.get(1)) {
+            // CATENATE may build an empty message, unlike a literal.
+            match catenate::build(ctx, items) {
+                Ok(data) => msg.data = lf_only(&data),
+                Err(done) => return done,
+            }
+            rest = &rest[2..];
+            messages.push(msg);
+            continue;
         }
         match rest.first() {
             Some(Arg::Literal(data)) => {

@@ -1,16 +1,24 @@
 //! FETCH and UID FETCH: the data items of RFC 3501 §6.4.5 (FLAGS, UID,
 //! INTERNALDATE, RFC822*, BODY[section]<partial>, BODY.PEEK, BODY,
-//! BODYSTRUCTURE, ENVELOPE), BINARY[...]/BINARY.SIZE (undecoded
-//! fallback), MODSEQ and CHANGEDSINCE/VANISHED (RFC 7162), SAVEDATE,
-//! EMAILID/THREADID; non-peek body items set `\Seen`.
+//! BODYSTRUCTURE, ENVELOPE), BINARY[...]<partial>, BINARY.PEEK and
+//! BINARY.SIZE (RFC 3516, content from [`binary`]; a literal8 `~{n}` for
+//! decoded content, a failed conversion ends the FETCH with `NO` as in
+//! Dovecot), MODSEQ and CHANGEDSINCE/VANISHED (RFC 7162), SAVEDATE,
+//! EMAILID/THREADID, SNIPPET (FUZZY) and PREVIEW (RFC 8970, text from
+//! [`snippet`]); non-peek body items set `\Seen`. Non-binary body
+//! content goes out with NULs as 0x80, as Dovecot sends it.
 
 use dovecote_mailproc::imap::args::{compress, Arg};
 use dovecote_mailproc::storage::mime;
 use dovecote_mailproc::storage::{FlagOp, FlagUpdate, Flags, Keywords};
 
 use crate::dispatch::{Ctx, Done};
-use crate::response::{crlf, flag_list, internal_date, push_literal, push_nstring, storage_error};
-use dovecote_mailproc::imap::{bodystructure, envelope};
+use crate::response::{
+    crlf, flag_list, internal_date, push_literal, push_nstring, push_string, storage_error,
+};
+use dovecote_mailproc::imap::binary::{self, BinaryError, Converted};
+use dovecote_mailproc::imap::parts::{self, Kind, Part};
+use dovecote_mailproc::imap::{bodystructure, envelope, snippet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sect {
@@ -37,11 +45,41 @@ enum Item {
     Rfc822,
     Rfc822Header,
     Rfc822Text,
-    Section { peek: bool, binary: bool, part: String, sect: Sect, partial: Option<(u64, Option<u64>)> },
-    BinarySize { part: String },
+    Section {
+        peek: bool,
+        binary: bool,
+        part: String,
+        sect: Sect,
+        partial: Option<(u64, Option<u64>)>,
+    },
+    BinarySize {
+        part: String,
+        sect: Sect,
+    },
+    /// SNIPPET / PREVIEW (RFC 8970); `fuzzy`: the `(FUZZY "…")` form.
+    Preview {
+        name: &'static str,
+        fuzzy: bool,
+    },
 }
 
 impl Item {
+    /// Dovecot's IMAP_FETCH_HANDLER_FLAG_BUFFERED items.
+    fn buffered(&self) -> bool {
+        matches!(
+            self,
+            Item::Flags
+                | Item::Uid
+                | Item::InternalDate
+                | Item::Size
+                | Item::Modseq
+                | Item::SaveDate
+                | Item::EmailId
+                | Item::ThreadId
+                | Item::Preview { .. }
+        )
+    }
+
     fn sets_seen(&self) -> bool {
         matches!(self, Item::Rfc822 | Item::Rfc822Text | Item::Section { peek: false, .. })
     }
@@ -120,26 +158,18 @@ fn parse_item(text: &str) -> Result<Vec<Item>, String> {
     if let Some(items) = simple {
         return Ok(items);
     }
-    let (prefix, peek, binary) = if upper.starts_with("BODY.PEEK[") {
-        ("BODY.PEEK[", true, false)
+    let (prefix, peek) = if upper.starts_with("BODY.PEEK[") {
+        ("BODY.PEEK[", true)
     } else if upper.starts_with("BODY[") {
-        ("BODY[", false, false)
-    } else if upper.starts_with("BINARY.PEEK[") {
-        ("BINARY.PEEK[", true, true)
-    } else if upper.starts_with("BINARY[") {
-        ("BINARY[", false, true)
-    } else if let Some(rest) = upper.strip_prefix("BINARY.SIZE[") {
-        let inner = rest.strip_suffix(']').ok_or("Invalid BINARY.SIZE[..] parameter")?;
-        return Ok(vec![Item::BinarySize { part: inner.to_string() }]);
+        ("BODY[", false)
+    } else if upper.starts_with("BINARY") {
+        return parse_binary(text);
     } else {
         return Err(format!("Unknown parameter {upper}"));
     };
     let close = text.rfind(']').ok_or("Invalid BODY[..] parameter")?;
     let inner = &text[prefix.len()..close];
     let (part, sect) = parse_section(inner)?;
-    if binary && sect != Sect::Full {
-        return Err("Invalid BINARY[..] parameter".into());
-    }
     let tail = &text[close + 1..];
     let partial = if tail.is_empty() {
         None
@@ -160,7 +190,122 @@ fn parse_item(text: &str) -> Result<Vec<Item>, String> {
         }
         Some((start, len))
     };
-    Ok(vec![Item::Section { peek, binary, part, sect, partial }])
+    Ok(vec![Item::Section { peek, binary: false, part, sect, partial }])
+}
+
+/// `SNIPPET [(mods)]` / `PREVIEW [(mods)]`: LAZY, FUZZY, LAZY=FUZZY.
+/// SNIPPET always answers in its FUZZY form.
+fn preview_item(name: &str, mods: Option<&[Arg]>) -> Result<Item, String> {
+    let snippet = name == "SNIPPET";
+    let mut fuzzy = snippet;
+    if let Some(mods) = mods {
+        if mods.is_empty() {
+            return Err("FETCH list contains non-atoms".into());
+        }
+        for m in mods {
+            let Some(m) = m.as_atom() else { return Err("FETCH list contains non-atoms".into()) };
+            match m.to_ascii_uppercase().as_str() {
+                "LAZY" => {}
+                "FUZZY" | "LAZY=FUZZY" => fuzzy = true,
+                _ => return Err(format!("'{m}' is not a supported PREVIEW modifier")),
+            }
+        }
+    }
+    Ok(Item::Preview { name: if snippet { "SNIPPET" } else { "PREVIEW" }, fuzzy })
+}
+
+/// `BINARY[section]<partial>`, `BINARY.PEEK[…]`, `BINARY.SIZE[section]`
+/// with Dovecot's error wording.
+fn parse_binary(text: &str) -> Result<Vec<Item>, String> {
+    let bad = |e: &str| format!("Invalid BINARY[..] parameter: {e}");
+    let rest = &text["BINARY".len()..];
+    let upper = rest.to_ascii_uppercase();
+    let (size, peek, rest) = if upper.starts_with(".SIZE") {
+        (true, true, &rest[5..])
+    } else if upper.starts_with(".PEEK") {
+        (false, true, &rest[5..])
+    } else {
+        (false, false, rest)
+    };
+    let Some(rest) = rest.strip_prefix('[') else { return Err(bad("Missing '['")) };
+    let close = rest.rfind(']').ok_or_else(|| bad("Missing ']'"))?;
+    let (part, sect) = parse_section(&rest[..close]).map_err(|_| "Invalid BINARY[..] section".to_string())?;
+    let tail = &rest[close + 1..];
+    if size {
+        // Dovecot ignores a partial after BINARY.SIZE[…].
+        return Ok(vec![Item::BinarySize { part, sect }]);
+    }
+    let partial = if tail.is_empty() {
+        None
+    } else {
+        let p = tail.strip_prefix('<').ok_or_else(|| bad("Unexpected data after ']'"))?;
+        let end = p.find('>').ok_or_else(|| bad("Missing '>' in partial"))?;
+        if end + 1 != p.len() {
+            return Err(bad("Unexpected data after '>'"));
+        }
+        let (start, len) = match p[..end].split_once('.') {
+            Some((a, b)) => (a, Some(b)),
+            None => (&p[..end], None),
+        };
+        let start: u64 = start.parse().map_err(|_| bad("Too big partial start"))?;
+        let len = match len {
+            Some(l) => Some(l.parse::<u64>().map_err(|_| bad("Too big partial end"))?),
+            None => None,
+        };
+        Some((start, len))
+    };
+    Ok(vec![Item::Section { peek, binary: true, part, sect, partial }])
+}
+
+/// The part a section's numbers name: a number descends into a
+/// multipart's children, and through a message/rfc822 part into the
+/// enclosed message; `1` of a non-multipart is the part itself.
+fn find_part<'a>(root: &'a Part, spec: &str) -> Option<&'a Part> {
+    let mut cur = root;
+    for n in spec.split('.').filter(|t| !t.is_empty()) {
+        let n: usize = n.parse().ok()?;
+        if cur.kind == Kind::Message {
+            cur = cur.children.first()?;
+        }
+        cur = match cur.kind {
+            Kind::Multipart => cur.children.get(n.checked_sub(1)?)?,
+            _ if n == 1 => cur,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// BINARY content of a section: decoded for the whole message, a part's
+/// body or TEXT; raw (as BODY) for header sections. `None`: no such part.
+fn binary_section(data: &[u8], part: &str, sect: &Sect) -> Result<Option<Converted>, BinaryError> {
+    let root = parts::parse(data);
+    let Some(target) = find_part(&root, part) else { return Ok(None) };
+    match sect {
+        Sect::Full if part.is_empty() => binary::convert(data, target, true).map(Some),
+        Sect::Full => binary::convert(data, target, false).map(Some),
+        Sect::Text => {
+            // TEXT of the message itself or of an enclosed message.
+            let message = match (part.is_empty(), target.kind) {
+                (true, _) => target,
+                (false, Kind::Message) => match target.children.first() {
+                    Some(m) => m,
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            };
+            binary::convert(data, message, false).map(Some)
+        }
+        _ => Ok(section_bytes(data, part, sect).map(|bytes| Converted { bytes, binary: false })),
+    }
+}
+
+/// Dovecot sends NULs of non-binary content as 0x80.
+fn no_nuls(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if memchr::memchr(0, bytes).is_none() {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    std::borrow::Cow::Owned(bytes.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect())
 }
 
 /// Filters a header block to (or without) the named fields.
@@ -222,12 +367,28 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         Arg::List(l) => l.iter().collect(),
         a => vec![a],
     };
-    for a in item_args {
-        let Some(text) = a.as_atom() else { return ctx.invalid() };
-        match parse_item(text) {
+    let mut i = 0;
+    while i < item_args.len() {
+        let Some(text) = item_args[i].as_atom() else { return ctx.invalid() };
+        let upper = text.to_ascii_uppercase();
+        let parsed = if upper == "SNIPPET" || upper == "PREVIEW" {
+            // Modifiers: the list right after the name.
+            let mods = match item_args.get(i + 1) {
+                Some(Arg::List(l)) => {
+                    i += 1;
+                    Some(&l[..])
+                }
+                _ => None,
+            };
+            preview_item(&upper, mods).map(|item| vec![item])
+        } else {
+            parse_item(text)
+        };
+        match parsed {
             Ok(mut v) => items.append(&mut v),
             Err(e) => return ctx.bad(&e),
         }
+        i += 1;
     }
     if items.is_empty() {
         return ctx.invalid();
@@ -321,8 +482,10 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
             continue;
         }
         let mut data: Option<Vec<u8>> = None;
-        let mut parts: Vec<Vec<u8>> = Vec::new();
+        // (buffered, text): Dovecot sends its buffered items first.
+        let mut parts: Vec<(bool, Vec<u8>)> = Vec::new();
         let mut failed = false;
+        let mut binary_failure = None;
         for item in &items {
             let mut p = Vec::new();
             let mut need_data = |mailbox: &mut dovecote_mailproc::storage::Mailbox| -> Option<Vec<u8>> {
@@ -394,15 +557,80 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
                     }
                     p.extend_from_slice(name.as_bytes());
                     p.push(b' ');
-                    push_literal(&mut p, bytes);
+                    push_literal(&mut p, &no_nuls(bytes));
                 }
-                Item::BinarySize { part } => {
+                Item::Preview { name, fuzzy } => {
                     let Some(d) = need_data(&mut sel.mailbox) else {
                         failed = true;
                         break;
                     };
-                    let size = section_bytes(&d, part, &Sect::Full).map(|b| b.len()).unwrap_or(0);
-                    p.extend_from_slice(format!("BINARY.SIZE[{part}] {size}").as_bytes());
+                    let text = snippet::snippet(&d);
+                    p.extend_from_slice(name.as_bytes());
+                    p.extend_from_slice(if *fuzzy { b" (FUZZY " } else { b" " });
+                    push_string(&mut p, text.as_bytes());
+                    if *fuzzy {
+                        p.push(b')');
+                    }
+                }
+                Item::BinarySize { part, sect } => {
+                    let Some(d) = need_data(&mut sel.mailbox) else {
+                        failed = true;
+                        break;
+                    };
+                    // Dovecot sizes from the whole message's conversion:
+                    // a broken part anywhere fails every BINARY.SIZE.
+                    let size = binary::convert(&d, &parts::parse(&d), true)
+                        .and_then(|_| binary_section(&d, part, sect))
+                        .map(|c| c.map_or(0, |c| c.bytes.len()));
+                    match size {
+                        Ok(size) => {
+                            let name = section_name(&Item::Section {
+                                peek: true,
+                                binary: true,
+                                part: part.clone(),
+                                sect: sect.clone(),
+                                partial: None,
+                            });
+                            let name = name.replacen("BINARY", "BINARY.SIZE", 1);
+                            p.extend_from_slice(format!("{name} {size}").as_bytes());
+                        }
+                        Err(e) => {
+                            binary_failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                Item::Section { binary: true, part, sect, partial, .. } => {
+                    let Some(d) = need_data(&mut sel.mailbox) else {
+                        failed = true;
+                        break;
+                    };
+                    let converted = match binary_section(&d, part, sect) {
+                        Ok(c) => c.unwrap_or(Converted { bytes: Vec::new(), binary: false }),
+                        Err(e) => {
+                            binary_failure = Some(e);
+                            break;
+                        }
+                    };
+                    let b = &converted.bytes;
+                    let b = match partial {
+                        Some((start, len)) => {
+                            let s = usize::try_from(*start).unwrap_or(usize::MAX).min(b.len());
+                            let e = len.map_or(b.len(), |l| {
+                                s.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)).min(b.len())
+                            });
+                            &b[s..e]
+                        }
+                        None => &b[..],
+                    };
+                    stats.body_count += 1;
+                    stats.body_bytes += b.len() as u64;
+                    p.extend_from_slice(section_name(item).as_bytes());
+                    p.push(b' ');
+                    if converted.binary {
+                        p.push(b'~');
+                    }
+                    push_literal(&mut p, b);
                 }
                 Item::Section { part, sect, partial, .. } => {
                     let Some(d) = need_data(&mut sel.mailbox) else {
@@ -430,13 +658,22 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
                                 stats.body_count += 1;
                                 stats.body_bytes += b.len() as u64;
                             }
-                            push_literal(&mut p, &b);
+                            push_literal(&mut p, &no_nuls(&b));
                         }
                         None => push_nstring(&mut p, None),
                     }
                 }
             }
-            parts.push(p);
+            parts.push((item.buffered(), p));
+        }
+        if let Some(e) = binary_failure {
+            // As Dovecot: the response so far is closed (with the UID when
+            // nothing was sent) and the FETCH ends with the error.
+            if parts.is_empty() {
+                parts.push((true, format!("UID {uid}").into_bytes()));
+            }
+            write_fetch(ctx.out, seq, &parts);
+            return Done::No(e.to_string());
         }
         if failed {
             expunged_some = true;
@@ -444,16 +681,12 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
         }
         if add_flags {
             let f = sel.mailbox.message(uid).map(|m| (m.flags, m.keywords.clone())).unwrap_or_default();
-            parts.push(format!("FLAGS {}", flag_list(f.0, &f.1, sel.recent.contains(&uid))).into_bytes());
+            parts.push((
+                true,
+                format!("FLAGS {}", flag_list(f.0, &f.1, sel.recent.contains(&uid))).into_bytes(),
+            ));
         }
-        ctx.out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
-                ctx.out.push(b' ');
-            }
-            ctx.out.extend_from_slice(p);
-        }
-        ctx.out.extend_from_slice(b")\r\n");
+        write_fetch(ctx.out, seq, &parts);
     }
     if expunged_some {
         return Done::No("[EXPUNGEISSUED] Some messages were also expunged.".into());
@@ -461,8 +694,30 @@ pub fn fetch(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
     Done::Ok("Fetch completed".into())
 }
 
+/// `* seq FETCH (item item …)`.
+/// Buffered items (short ones, the implicit FLAGS last among them) come
+/// first, then the others in request order, as Dovecot sends them.
+fn write_fetch(out: &mut Vec<u8>, seq: u32, parts: &[(bool, Vec<u8>)]) {
+    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    let ordered = parts.iter().filter(|p| p.0).chain(parts.iter().filter(|p| !p.0)).map(|p| &p.1);
+    for (i, p) in ordered.enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
 fn mime_header_len(data: &[u8]) -> usize {
     dovecote_mailproc::storage::mailbox::header_len(data)
+}
+
+/// The bytes a URL's `;SECTION=` names in a (CRLF) message (CATENATE):
+/// `Err` for a section that doesn't parse, `Ok(None)` for a missing part.
+pub fn url_section(data: &[u8], section: &str) -> Result<Option<Vec<u8>>, ()> {
+    let (part, sect) = parse_section(section).map_err(|_| ())?;
+    Ok(section_bytes(data, &part, &sect))
 }
 
 /// The bytes of `part` + `sect` of a (CRLF) message.

@@ -1,4 +1,4 @@
-//! Session-level commands: CAPABILITY, LOGOUT, ID, ENABLE, IDLE.
+//! Session-level commands: CAPABILITY, LOGOUT, ID, ENABLE, IDLE, COMPRESS.
 
 use std::time::Instant;
 
@@ -67,6 +67,22 @@ pub fn enable(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
     line.push_str("\r\n");
     ctx.out.extend_from_slice(line.as_bytes());
     Done::Ok("Enabled".into())
+}
+
+/// `COMPRESS <mechanism>` (RFC 4978, Dovecot's imap_zlib plugin): only
+/// DEFLATE, once per session. The switch itself happens in the postlogin
+/// layer after the tagged OK.
+pub fn compress(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
+    let [mechanism] = args else { return ctx.invalid() };
+    let Some(mechanism) = mechanism.as_atom() else { return ctx.invalid() };
+    if ctx.session.compressed {
+        return Done::No("[COMPRESSIONACTIVE] COMPRESSION=DEFLATE already enabled".into());
+    }
+    if !mechanism.eq_ignore_ascii_case("DEFLATE") {
+        return Done::No("Unknown compression mechanism".into());
+    }
+    ctx.session.compressed = true;
+    Done::Compress(ctx.imap.compress.unwrap_or(dovecote_mailproc::postlogin::deflate::DEFAULT_LEVEL))
 }
 
 pub fn idle(ctx: &mut Ctx<'_>) -> Done {

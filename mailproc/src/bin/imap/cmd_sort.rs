@@ -1,4 +1,5 @@
-//! SORT / UID SORT (RFC 5256, SORT=DISPLAY) and THREAD / UID THREAD
+//! SORT / UID SORT (RFC 5256, SORT=DISPLAY, ESORT's `RETURN (…)` through
+//! [`crate::esearch`]) and THREAD / UID THREAD
 //! (REFERENCES, REFS, ORDEREDSUBJECT): the search program picks the
 //! messages, [`dovecote_mailproc::imap::sort`] and
 //! [`dovecote_mailproc::imap::thread`] order them from their headers.
@@ -11,6 +12,7 @@ use dovecote_mailproc::imap::thread;
 
 use crate::cmd_search::matching;
 use crate::dispatch::{Ctx, Done};
+use crate::esearch::{Hit, ReturnOptions};
 use crate::session::Message;
 
 /// The reply for a parse error, naming the command as the client sent it.
@@ -50,6 +52,12 @@ fn snapshots(ctx: &mut Ctx<'_>, program: &SearchProgram) -> Option<Vec<Message<'
 }
 
 pub fn sort(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
+    // ESORT (RFC 5267): `RETURN (…)` before the criteria.
+    let (esort, args) = match ReturnOptions::parse(args) {
+        Ok(Some((o, n))) => (Some(o), &args[n..]),
+        Ok(None) => (None, args),
+        Err(e) => return ctx.bad(&e),
+    };
     let Some(first) = args.first() else { return ctx.invalid() };
     let criteria = match SortCriteria::parse_arg(first) {
         Ok(c) => c,
@@ -63,6 +71,21 @@ pub fn sort(ctx: &mut Ctx<'_>, args: &[Arg]) -> Done {
     let mut refs: Vec<&mut dyn SearchMessage> =
         msgs.iter_mut().map(|m| m as &mut dyn SearchMessage).collect();
     let order = sort::sort(&criteria, &mut refs);
+    if let Some(opts) = esort {
+        let hits: Vec<Hit> = order
+            .iter()
+            .map(|&i| {
+                let m = &msgs[i];
+                (if ctx.uid { m.record.uid } else { m.seq }, m.record.uid, m.record.modseq)
+            })
+            .collect();
+        if let Some(line) =
+            opts.respond(ctx.tag, ctx.uid, &hits, program.uses_modseq(), &mut ctx.session.saved_search)
+        {
+            ctx.out.extend_from_slice(line.as_bytes());
+        }
+        return Done::Ok("Sort completed".into());
+    }
     let mut line = String::from("* SORT");
     for i in order {
         let m = &msgs[i];

@@ -23,6 +23,8 @@ pub enum Done {
     Pending,
     /// LOGOUT: reply sent, close.
     Logout,
+    /// COMPRESS: `OK Begin compression`, then deflate at this level.
+    Compress(u32),
 }
 
 /// What a handler works with.
@@ -108,12 +110,19 @@ pub fn run(imap: &Imap, login: &LoggedIn, session: &mut Session, cmd: Command, o
         "SEARCH" => cmd_search::search(&mut ctx, args),
         "SORT" => cmd_sort::sort(&mut ctx, args),
         "THREAD" => cmd_sort::thread(&mut ctx, args),
+        "COMPRESS" if imap.compress.is_some() => cmd_misc::compress(&mut ctx, args),
         _ => Done::Bad(format!("Error in IMAP command {name}: Unknown command")),
     };
     let tag = cmd.tag.as_str();
     let (kind, text) = match done {
         Done::Pending => return Flow::Continue,
         Done::Logout => return Flow::LoggedOut,
+        Done::Compress(level) => {
+            // No untagged updates here: the next bytes are compressed.
+            reply(out, tag, "OK", "Begin compression", started);
+            session.last_command = Some((name, Instant::now()));
+            return Flow::StartCompression(level);
+        }
         Done::Ok(t) => ("OK", t),
         Done::No(t) => ("NO", t),
         Done::Bad(t) => ("BAD", t),

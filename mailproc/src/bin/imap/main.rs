@@ -5,6 +5,7 @@
 //! dispatch ([`dispatch`]), one module per command family, untagged
 //! updates and IDLE ([`session`]).
 
+mod catenate;
 mod cmd_append;
 mod cmd_fetch;
 mod cmd_mailbox;
@@ -14,13 +15,17 @@ mod cmd_select;
 mod cmd_sort;
 mod cmd_store;
 mod dispatch;
+mod esearch;
 mod response;
 mod session;
 
 use std::time::{Duration, Instant};
 
+use dovecote_config::model::ConnectionInfo;
 use dovecote_config::var_expand::{self, Variable};
+use dovecote_config::Config;
 use dovecote_mailproc::imap::parser::Event;
+use dovecote_mailproc::postlogin::deflate;
 use dovecote_mailproc::postlogin::{Flow, LoggedIn, MailProtocol, PostLogin, Reply, OUTPUT_LIMIT};
 
 use session::{Session, SyncKind};
@@ -42,8 +47,8 @@ const DOVECOT_CAPABILITY: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE ID
 /// What this process implements (SASL-IR and LOGIN-REFERRALS are facts
 /// about the login half, kept as Dovecot does).
 const IMPLEMENTED: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
-     THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND UNSELECT CHILDREN \
-     NAMESPACE UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-STATUS MOVE STATUS=SIZE \
+     THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN \
+     NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE \
      SAVEDATE LITERAL+ SPECIAL-USE";
 
 /// `imap_idle_notify_interval` default: `* OK Still here` while idling.
@@ -60,17 +65,32 @@ pub struct Imap {
     max_line: usize,
     /// `imap_logout_format`: the statistics on the disconnect log line.
     logout_format: String,
+    /// `mail_plugins` has `imap_zlib`: COMPRESS=DEFLATE at this level.
+    pub compress: Option<u32>,
 }
 
 impl Imap {
-    fn new(imap_capability: &str, max_line: usize, logout_format: String) -> Imap {
+    fn new(config: &Config, max_line: usize) -> Imap {
         let base = default_capability();
-        let capability = match imap_capability.trim() {
+        let capability = match config.text("imap_capability").trim() {
             "" => base,
             extra if extra.starts_with('+') => format!("{base} {}", extra[1..].trim()),
             own => own.to_string(),
         };
-        Imap { capability, max_line, logout_format }
+        let mut imap =
+            Imap { capability, max_line, logout_format: config.text("imap_logout_format"), compress: None };
+        // As Dovecot: COMPRESS exists only with the imap_zlib plugin, which
+        // appends its capability to whatever the string is.
+        if config.text("mail_plugins").split_whitespace().any(|p| p == "imap_zlib") {
+            let level = config
+                .plugin("imap_zlib_compress_level")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|l| (1..=9).contains(l))
+                .unwrap_or(deflate::DEFAULT_LEVEL);
+            imap.compress = Some(level);
+            imap.capability.push_str(" COMPRESS=DEFLATE");
+        }
+        imap
     }
 
     /// `imap_logout_format` expanded with Dovecot's variables.
@@ -265,14 +285,16 @@ impl MailProtocol for Imap {
 
 fn main() {
     dovecote_master::run(|ctx| {
-        let max_line = ctx
+        // `protocol imap { }` settings apply to this whole process.
+        let imap_config = ctx
             .config
+            .for_connection(&ConnectionInfo { protocol: Some("imap".into()), ..Default::default() });
+        let max_line = imap_config
             .value("imap_max_line_length")
             .and_then(|v| v.as_u64())
             .filter(|n| *n > 0)
             .map_or(64 * 1024, |n| n as usize);
-        let imap =
-            Imap::new(&ctx.config.text("imap_capability"), max_line, ctx.config.text("imap_logout_format"));
+        let imap = Imap::new(&imap_config, max_line);
         match PostLogin::new(ctx, imap) {
             Ok(service) => service,
             Err(e) => {

@@ -117,6 +117,8 @@ pub struct Session {
     pub condstore: bool,
     pub qresync: bool,
     pub utf8: bool,
+    /// COMPRESS=DEFLATE is on.
+    pub compressed: bool,
     pub idle: Option<Idle>,
     pub stats: Stats,
     /// SEARCHRES `$`, as UIDs.
@@ -135,6 +137,7 @@ impl Session {
             condstore: false,
             qresync: false,
             utf8: false,
+            compressed: false,
             idle: None,
             stats: Stats::default(),
             saved_search: None,

@@ -91,6 +91,14 @@ impl<'a> KeyParser<'a> {
         s.parse().map_err(|_| SearchError::bad(format!("Invalid search {what} parameter")))
     }
 
+    /// WITHIN's interval: seconds, 1 to 2^32-1 as Dovecot takes it.
+    fn next_interval(&mut self, key: &str) -> Result<i64, SearchError> {
+        match self.next_number(key, "interval")? {
+            n @ 1..=0xffff_ffff => Ok(n as i64),
+            _ => Err(SearchError::bad("Invalid search interval parameter")),
+        }
+    }
+
     fn next_key(&mut self) -> Result<Key, SearchError> {
         if self.pos >= self.args.len() {
             return Err(SearchError::bad("Missing argument"));
@@ -159,8 +167,8 @@ impl<'a> KeyParser<'a> {
             "SAVEDATESUPPORTED" => Ok(Key::SaveDateSupported),
             "LARGER" => Ok(Key::Larger(self.next_number(&upper, "size")?)),
             "SMALLER" => Ok(Key::Smaller(self.next_number(&upper, "size")?)),
-            "YOUNGER" => Ok(Key::Younger(self.next_number(&upper, "interval")? as i64)),
-            "OLDER" => Ok(Key::Older(self.next_number(&upper, "interval")? as i64)),
+            "YOUNGER" => Ok(Key::Younger(self.next_interval(&upper)?)),
+            "OLDER" => Ok(Key::Older(self.next_interval(&upper)?)),
             "BODY" => Ok(Key::Body(self.next_text(&upper)?)),
             "TEXT" => Ok(Key::Text(self.next_text(&upper)?)),
             "SUBJECT" => self.header("Subject", &upper),
@@ -234,6 +242,11 @@ mod tests {
         assert_eq!(err("1:x"), "Error in IMAP command SEARCH: Invalid messageset");
         assert_eq!(err("MODSEQ x"), "Error in IMAP command SEARCH: Invalid MODSEQ value");
         assert_eq!(err("YOUNGER x"), "Error in IMAP command SEARCH: Invalid search interval parameter");
+        assert_eq!(err("OLDER 0"), "Error in IMAP command SEARCH: Invalid search interval parameter");
+        assert_eq!(
+            err("OLDER 4294967296"),
+            "Error in IMAP command SEARCH: Invalid search interval parameter"
+        );
         assert_eq!(err("CHARSET"), "Error in IMAP command SEARCH: Invalid charset argument");
         assert_eq!(
             program(&[Arg::Quoted(b"SEEN".to_vec())], None).unwrap_err().to_string(),
