@@ -2,6 +2,11 @@
 //! temp file, fsync it, rename it into place, fsync the directory. Also the
 //! two lock kinds: `flock` on our own lock files and Dovecot's dotlocks
 //! (`dovecot-uidlist.lock`) where Dovecot must see our lock.
+//!
+//! [`PendingSyncs`] carries the fsyncs a transaction owes past its locks:
+//! the records are written under the lock, flushed after it is released,
+//! and the call returns only then. Concurrent writers' flushes overlap
+//! instead of queueing behind the lock one after another (group commit).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -21,6 +26,51 @@ pub fn now() -> i64 {
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(|e| StorageError::io("open", dir, e))?;
     f.sync_all().map_err(|e| StorageError::io("fsync", dir, e))
+}
+
+/// Flushes a transaction owes before it may report success, run after its
+/// locks are released (see the module doc).
+///
+/// Running them late is safe because every file involved only grows or
+/// gains entries under the lock: a later writer's flush of the same file or
+/// directory covers our part too, and until our own flush returns nothing
+/// has been promised to anyone.
+#[derive(Debug, Default)]
+pub struct PendingSyncs {
+    items: Vec<(File, PathBuf, bool)>,
+}
+
+impl PendingSyncs {
+    /// A directory whose entries must become durable (fsync).
+    pub fn dir(&mut self, dir: &Path) -> Result<()> {
+        if self.items.iter().any(|(_, p, _)| p == dir) {
+            return Ok(());
+        }
+        let f = File::open(dir).map_err(|e| StorageError::io("open", dir, e))?;
+        self.items.push((f, dir.to_path_buf(), true));
+        Ok(())
+    }
+
+    /// A file whose written data must become durable (fdatasync).
+    pub fn data(&mut self, file: File, path: &Path) {
+        self.items.push((file, path.to_path_buf(), false));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Flushes everything, in the order added.
+    pub fn run(self) -> Result<()> {
+        for (f, path, all) in self.items {
+            if all {
+                f.sync_all().map_err(|e| StorageError::io("fsync", &path, e))?;
+            } else {
+                f.sync_data().map_err(|e| StorageError::io("fdatasync", &path, e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Creates a directory and its parents (mode 0700 like Dovecot's defaults).

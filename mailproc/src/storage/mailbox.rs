@@ -32,7 +32,7 @@ use std::path::PathBuf;
 
 use super::backend::{Backend, ScannedMessage, Staged};
 use super::error::{Result, StorageError};
-use super::fsutil;
+use super::fsutil::{self, PendingSyncs};
 use super::index::fields::FieldCache;
 use super::index::{IndexStore, LoadOutcome, MailboxState, Record};
 use super::location::Format;
@@ -288,7 +288,7 @@ impl Mailbox {
     }
 
     fn publish(&mut self, staged: Vec<Staged>) -> Result<Vec<SavedMessage>> {
-        self.transaction(|txn| {
+        self.transaction_with(true, |txn| {
             let mut out = Vec::with_capacity(staged.len());
             for s in staged {
                 let uid = txn.state.uid_next;
@@ -589,7 +589,9 @@ impl Mailbox {
                 }
             }
         }
-        self.backend.commit(&state, &[], true)?;
+        let mut pending = PendingSyncs::default();
+        self.backend.commit(&state, &[], true, &mut pending)?;
+        pending.run()?;
         self.backend.flush(&state)?;
         self.modseq_ceiling = modseq::raise_ceiling(&self.backend.control_dir(), ceiling, modseq)?;
         state.stamp = self.backend.stamp();
@@ -600,6 +602,30 @@ impl Mailbox {
     }
 
     fn transaction<T>(&mut self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
+        self.transaction_with(false, f)
+    }
+
+    /// A transaction; `save` says it only adds messages, so a format whose
+    /// UIDs don't depend on the files ([`Backend::save_uid_floor`]) skips
+    /// the scan. The fsyncs it owes run after both locks are released
+    /// ([`PendingSyncs`]), and it returns only once they are done.
+    fn transaction_with<T>(&mut self, save: bool, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
+        let mut pending = PendingSyncs::default();
+        let result = self.transaction_locked(save, &mut pending, f);
+        // Flushed even after an error: whatever reached the files is
+        // recorded, and recorded durably.
+        let synced = pending.run();
+        let value = result?;
+        synced?;
+        Ok(value)
+    }
+
+    fn transaction_locked<T>(
+        &mut self,
+        save: bool,
+        pending: &mut PendingSyncs,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<T> {
         let _lock = self.store.lock(true)?;
         let _format_lock = self.backend.lock()?;
         match self.store.read_new()? {
@@ -626,7 +652,21 @@ impl Mailbox {
             modseq: 0,
             flags_changed: false,
         };
-        let scanned = if txn.backend.needs_scan(&txn.state.stamp) { apply_scan(&mut txn) } else { Ok(()) };
+        let floor = if save { txn.backend.save_uid_floor()? } else { None };
+        // A save that skips the scan must not record the files' stamp as
+        // seen: the next sync still has to look at them.
+        let scanned_files = floor.is_none();
+        let scanned = match floor {
+            Some(floor) => {
+                if floor > txn.state.uid_next {
+                    let highest_modseq = txn.state.highest_modseq;
+                    txn.push(Record::Counters { uid_next: floor, highest_modseq });
+                }
+                Ok(())
+            }
+            None if txn.backend.needs_scan(&txn.state.stamp) => apply_scan(&mut txn),
+            None => Ok(()),
+        };
         let result = scanned.and_then(|()| f(&mut txn));
         if let Some(recent) = self.recent.as_mut() {
             // This session selected the mailbox: whatever nobody claimed yet
@@ -643,30 +683,34 @@ impl Mailbox {
         let ceiling = &mut self.modseq_ceiling;
         // Whatever was done to the files is recorded, even after an error.
         let persisted = (|| {
-            if txn.records.is_empty() && txn.backend.stamp() == txn.state.stamp {
+            if txn.records.is_empty() && (!scanned_files || txn.backend.stamp() == txn.state.stamp) {
                 return Ok(());
             }
-            txn.backend.sync_dirs()?;
-            txn.backend.commit(txn.state, &txn.appended, txn.rewrite)?;
+            txn.backend.sync_dirs(pending)?;
+            txn.backend.commit(txn.state, &txn.appended, txn.rewrite, pending)?;
             // Before any modseq above the stored ceiling becomes visible.
             *ceiling = modseq::raise_ceiling(&txn.backend.control_dir(), *ceiling, txn.state.highest_modseq)?;
-            let stamp = txn.backend.stamp();
-            if stamp != txn.state.stamp {
-                txn.push(Record::Stamp(stamp));
+            if scanned_files {
+                let stamp = txn.backend.stamp();
+                if stamp != txn.state.stamp {
+                    txn.push(Record::Stamp(stamp));
+                }
             }
             let records = std::mem::take(&mut txn.records);
             // New and expunged messages are durable before we return (DESIGN
             // §4.4); flag-only changes are fsynced under mail_fsync=always
             // only, like Dovecot's index fsync mask under `optimized`.
             let sync = self.fsync_always || records.iter().any(must_sync);
-            self.store.append_with(&records, sync)?;
+            self.store.append_deferred(&records, sync, pending)?;
             if self.store.needs_compaction() {
                 // The log is about to be folded away: bring the format's
                 // lazy copies up to date first.
                 txn.backend.flush(txn.state)?;
                 self.flags_dirty = false;
                 self.store.compact(txn.state)?;
-                restamp(txn.backend, &mut self.store, txn.state)?;
+                if scanned_files {
+                    restamp(txn.backend, &mut self.store, txn.state)?;
+                }
             }
             Ok(())
         })();

@@ -211,6 +211,7 @@ impl User {
                 control: paths.control.clone(),
                 is_subfolder: !is_inbox,
                 fsync: self.fsync,
+                dirty: Default::default(),
             }),
             Format::Mbox => Box::new(MboxBackend::new(
                 paths.dir.clone(),
