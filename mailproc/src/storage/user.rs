@@ -212,6 +212,7 @@ impl User {
                 is_subfolder: !is_inbox,
                 fsync: self.fsync,
                 dirty: Default::default(),
+                lock_source: Default::default(),
             }),
             Format::Mbox => Box::new(MboxBackend::new(
                 paths.dir.clone(),

@@ -25,7 +25,7 @@ use self::filename::MaildirName;
 use self::uidlist::Uidlist;
 use super::backend::{virtual_size, Backend, FormatLock, Scan, ScannedMessage, Staged};
 use super::error::{Result, StorageError};
-use super::fsutil::{self, DotLock, PendingSyncs};
+use super::fsutil::{self, DotLockSource, PendingSyncs};
 use super::index::MailboxState;
 use super::types::{Flags, Keywords, MessageRecord};
 
@@ -45,6 +45,8 @@ pub struct MaildirBackend {
     /// Directories changed since the last [`Backend::sync_dirs`]
     /// ([`DIRTY_NEW`], [`DIRTY_CUR`]).
     pub dirty: AtomicU8,
+    /// Where the uidlist dotlocks of this handle are linked from.
+    pub lock_source: DotLockSource,
 }
 
 /// `new/` gained or lost an entry.
@@ -277,8 +279,11 @@ impl Backend for MaildirBackend {
 
     fn lock(&self) -> Result<FormatLock> {
         fsutil::mkdir_all(&self.control)?;
-        let lock =
-            DotLock::acquire(&self.uidlist_path(), Duration::from_secs(120), Duration::from_secs(120))?;
+        let lock = self.lock_source.acquire(
+            &self.uidlist_path(),
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+        )?;
         Ok(Some(Box::new(lock)))
     }
 
@@ -595,6 +600,16 @@ impl Backend for MaildirBackend {
         for name in [UIDLIST, KEYWORDS, "maildirfolder"] {
             let _ = fs::remove_file(self.control.join(name));
             let _ = fs::remove_file(self.dir.join(name));
+        }
+        // Dotlock sources other handles keep (fsutil::DotLockSource): left
+        // behind they would keep the folder's directory from going away.
+        for dir in [&self.control, &self.dir] {
+            let Ok(entries) = fs::read_dir(dir) else { continue };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("dovecot-uidlist.lock.tmp.") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
         }
         remove_dovecot_index_files(&self.dir);
         let _ = File::open(&self.dir);
