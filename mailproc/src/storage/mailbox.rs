@@ -380,6 +380,20 @@ impl Mailbox {
         Ok(sources.into_iter().zip(saved.into_iter().map(|s| s.uid)).collect())
     }
 
+    /// Copies message `uid` into `dest` by hard-linking its file, as
+    /// Dovecot's LMTP does for the recipients after the first. `Ok(None)`
+    /// when no link is possible here (other format or file system, file
+    /// moved meanwhile): the caller saves the bytes it has instead.
+    pub fn link_to(&mut self, uid: u32, dest: &mut Mailbox) -> Result<Option<SavedMessage>> {
+        if self.backend.format() != dest.backend.format() {
+            return Ok(None);
+        }
+        let Some(m) = self.state.messages.get(&uid).cloned() else { return Ok(None) };
+        let Some(staged) = dest.backend.stage_link(&self.backend.path_of(&m), &m)? else { return Ok(None) };
+        let mut saved = dest.publish(vec![staged])?;
+        Ok(saved.pop())
+    }
+
     /// Copies then expunges; returns (source UID, new UID) pairs.
     pub fn move_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
         let pairs = self.copy_to(uids, dest)?;
