@@ -7,6 +7,16 @@
 //! then does the call return, so a save that returned is never lost; a crash
 //! before that leaves files the next scan adopts or removes.
 //!
+//! Departure from DESIGN §4.4's strict order (fsync directory, then append
+//! to the log): a new file is fsynced before its rename, but the directory,
+//! format metadata (dovecot-uidlist) and log flushes are collected under
+//! the lock and run together after it is released ([`PendingSyncs`]), so
+//! concurrent deliveries share flushes instead of queueing behind each
+//! other's (group commit). The call still returns only after all of them.
+//! A crash in between can leave a log record whose rename was not yet
+//! durable: the next scan sees the file gone and expunges it, and that
+//! message was never acknowledged.
+//!
 //! [`Mailbox::sync`] sees other sessions' changes by reading only the new
 //! part of the log, plus a few `stat`s of the mail directories.
 //!
