@@ -21,6 +21,12 @@
 //! reads the whole change log and syncs with the files, which made every
 //! delivery cost O(mailbox size); a kept handle only reads the log records
 //! written since its last save.
+//!
+//! The recipients after the first of one message get a hard link to the
+//! first copy where the message is the same (no per-recipient headers), the
+//! recipient has the same uid and the format allows it, as Dovecot's lmtp
+//! does: no second write and fsync of the same bytes. The link is published
+//! (and its directory fsynced) like any save before its 250.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,6 +151,18 @@ impl OpenMailboxes {
     }
 }
 
+/// The copy the later recipients of the same message may link to.
+#[derive(Debug, Clone)]
+struct FirstSaved {
+    /// The recipient's uid: a link is only made for the same uid, whose
+    /// files it can read.
+    unix_uid: u32,
+    /// Its handle's key in [`OpenMailboxes`].
+    key: String,
+    /// The message's UID there.
+    uid: u32,
+}
+
 /// Delivery into local storage.
 pub struct LocalDelivery {
     config: Config,
@@ -153,6 +171,7 @@ pub struct LocalDelivery {
     /// `lmtp` or `lda`: the `service=` of lookups and `%s` in mail_location.
     service: &'static str,
     open: OpenMailboxes,
+    first_saved: Option<FirstSaved>,
 }
 
 impl LocalDelivery {
@@ -164,6 +183,7 @@ impl LocalDelivery {
             auth: None,
             service,
             open: OpenMailboxes::default(),
+            first_saved: None,
         }
     }
 
@@ -251,25 +271,65 @@ impl Backend for LocalDelivery {
             .open_user(request.user, &fields, &privs, request.session_id)
             .map_err(DeliverError::Temporary)?;
         let key = format!("{privs:?}\n{user:?}\n{}", request.mailbox);
+        let first = if request.same_as_previous { self.first_saved.clone() } else { None };
+        if !request.same_as_previous {
+            self.first_saved = None;
+        }
+        if let Some(first) = first.filter(|f| f.unix_uid == privs.uid && f.key != key) {
+            if let Some(name) = self.link_from(&first, &key, &user, request.mailbox) {
+                return Ok(name);
+            }
+        }
         let message = NewMessage { data: request.message.to_vec(), ..NewMessage::default() };
         if let Some(mut mailbox) = self.open.take(&key) {
             // A failure here may only mean the mailbox was deleted or
             // recreated behind the kept handle: a fresh open decides.
-            if mailbox.save(&message).is_ok() {
-                let name = mailbox.name().to_string();
-                self.open.put(key, mailbox);
-                return Ok(name);
+            if let Ok(saved) = mailbox.save(&message) {
+                return Ok(self.keep(key, mailbox, privs.uid, saved.uid));
             }
         }
         let mut mailbox = self.open_mailbox(&user, request.mailbox)?;
-        mailbox.save(&message).map_err(|e| DeliverError::Temporary(e.to_string()))?;
-        let name = mailbox.name().to_string();
-        self.open.put(key, mailbox);
-        Ok(name)
+        let saved = mailbox.save(&message).map_err(|e| DeliverError::Temporary(e.to_string()))?;
+        Ok(self.keep(key, mailbox, privs.uid, saved.uid))
     }
 }
 
 impl LocalDelivery {
+    /// Keeps the handle a copy was saved into, remembering the copy as the
+    /// one later recipients link to; returns the mailbox name.
+    fn keep(&mut self, key: String, mailbox: Mailbox, unix_uid: u32, uid: u32) -> String {
+        let name = mailbox.name().to_string();
+        if self.first_saved.is_none() {
+            self.first_saved = Some(FirstSaved { unix_uid, key: key.clone(), uid });
+        }
+        self.open.put(key, mailbox);
+        name
+    }
+
+    /// Links the first recipient's copy into this recipient's mailbox;
+    /// `None` when that can't be done (the caller saves the bytes).
+    fn link_from(&mut self, first: &FirstSaved, key: &str, user: &User, name: &str) -> Option<String> {
+        let mut source = self.open.take(&first.key)?;
+        let mut dest = match self.open.take(key) {
+            Some(m) => m,
+            None => match self.open_mailbox(user, name) {
+                Ok(m) => m,
+                Err(_) => {
+                    self.open.put(first.key.clone(), source);
+                    return None;
+                }
+            },
+        };
+        let linked = source.link_to(first.uid, &mut dest);
+        self.open.put(first.key.clone(), source);
+        let name = dest.name().to_string();
+        self.open.put(key.to_string(), dest);
+        match linked {
+            Ok(Some(_)) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Opens the delivery mailbox, autocreating it if configured and
     /// falling back to INBOX when it is missing, as Dovecot does.
     fn open_mailbox(&self, user: &User, name: &str) -> Result<Mailbox, DeliverError> {

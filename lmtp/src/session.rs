@@ -53,6 +53,10 @@ pub struct DeliveryRequest<'a> {
     /// The whole message with the trace headers, LF line endings.
     pub message: &'a [u8],
     pub session_id: &'a str,
+    /// `message` is byte for byte the previous request's of the same
+    /// transaction (several recipients get one copy of the trace headers),
+    /// so the backend may link to the copy it saved then.
+    pub same_as_previous: bool,
 }
 
 /// Why a delivery failed.
@@ -487,7 +491,7 @@ impl Session {
         let msgid = message_id(&tx.body);
         let now = crate::date::now();
         let single = tx.rcpts.len() == 1;
-        for r in &tx.rcpts {
+        for (i, r) in tx.rcpts.iter().enumerate() {
             let delivered_to = match self.settings.hdr_delivery_address {
                 _ if !single => None,
                 HdrDeliveryAddress::None => None,
@@ -512,8 +516,14 @@ impl Session {
                 Some(d) if self.settings.save_to_detail_mailbox && !d.is_empty() => d.as_str(),
                 _ => "INBOX",
             };
-            let request =
-                DeliveryRequest { user: &r.user, mailbox, message: &message, session_id: &r.session_id };
+            let request = DeliveryRequest {
+                user: &r.user,
+                mailbox,
+                message: &message,
+                session_id: &r.session_id,
+                // Without per-recipient headers every copy is the same.
+                same_as_previous: !single && i > 0,
+            };
             match backend.deliver(&request) {
                 Ok(saved_to) => {
                     out.logs.push(LogEvent {

@@ -2,7 +2,8 @@
 //! over the unix socket and TCP, per-recipient replies, the LHLO text of
 //! Dovecot 2.3, STARTTLS then delivery, the stored message with Dovecot's
 //! added headers and owned by vmail, and bad input (garbage, DATA without
-//! RCPT, bare LF and NUL bytes, a client dropping mid-DATA, SIZE).
+//! RCPT, bare LF and NUL bytes, a client dropping mid-DATA, SIZE, a 100 MB
+//! message over the size limit).
 
 mod common;
 
@@ -207,6 +208,9 @@ fn tcp_pipelined_two_recipients_lhlo_and_bdat() {
         );
         assert!(!text.contains("Delivered-To"), "{text}");
         assert!(text.ends_with("Subject: two\n\nhi\n"), "{text}");
+        // The same bytes for both (same uid): bob's copy is a hard link to
+        // alice's, as Dovecot's lmtp makes it.
+        assert_eq!(std::fs::metadata(&mail[0]).unwrap().nlink(), 2, "{user}: linked copy");
     }
     let out = converse(s.port, b"MAIL FROM:<>\r\nRCPT TO:<bob>\r\nBDAT 6\r\nline\r\nBDAT 4 LAST\r\nend\n", 4);
     assert!(out.contains("250 2.0.0 Added 6 octets\r\n250 2.0.0 <bob> "), "{out}");
@@ -295,6 +299,58 @@ fn bad_input_is_answered_and_nothing_half_delivered() {
     assert_eq!(std::fs::read_dir(tmp).map(|d| d.count()).unwrap_or(0), 0);
     // The service still serves.
     assert_eq!(converse(s.port, b"NOOP\r\n", 1), "250 2.0.0 OK\r\n");
+}
+
+/// A 100 MB message over `quota_max_mail_size`, streamed with DATA and no
+/// SIZE parameter: lmtp reads it to the final dot without keeping it (its
+/// peak memory stays far below the message), answers `552 5.2.3` for each
+/// recipient, delivers nothing and goes on serving the connection.
+#[test]
+fn a_100_mb_message_over_the_size_limit_is_refused_without_being_buffered() {
+    let s = start("lmtp-huge", "plugin {\n  quota_max_mail_size = 1M\n}\n");
+    let mut c = connect(s.port);
+    c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    assert_eq!(read_line(&mut c).trim_end(), "220 mx.test Dovecot ready.");
+    c.write_all(b"MAIL FROM:<a@b>\r\nRCPT TO:<alice>\r\nRCPT TO:<bob>\r\nDATA\r\n").unwrap();
+    let replies: Vec<String> = (0..4).map(|_| read_line(&mut c).trim_end().to_string()).collect();
+    assert_eq!(replies, ["250 2.1.0 OK", "250 2.1.5 OK", "250 2.1.5 OK", "354 OK"]);
+    let lmtp: Vec<u32> = children(s.dovecot.pid()).into_iter().filter(|p| comm(*p) == "lmtp").collect();
+    assert!(!lmtp.is_empty(), "an lmtp process serves the connection");
+    let mut megabyte = Vec::with_capacity(1 << 20);
+    megabyte.extend_from_slice(b"Subject: huge\r\n\r\n");
+    while megabyte.len() + 1000 <= 1 << 20 {
+        megabyte.extend(std::iter::repeat_n(b'x', 998));
+        megabyte.extend_from_slice(b"\r\n");
+    }
+    for _ in 0..100 {
+        c.write_all(&megabyte).unwrap();
+    }
+    c.write_all(b".\r\nNOOP\r\n").unwrap();
+    let replies: Vec<String> = (0..3).map(|_| read_line(&mut c).trim_end().to_string()).collect();
+    assert_eq!(
+        replies,
+        [
+            "552 5.2.3 <alice> Message size exceeds administrative limit",
+            "552 5.2.3 <bob> Message size exceeds administrative limit",
+            "250 2.0.0 OK",
+        ]
+    );
+    // Peak resident memory of the serving process(es): the limit (1 MB)
+    // plus read buffers and the program, nowhere near 100 MB.
+    for pid in &lmtp {
+        let peak_kb: u64 = status_field(*pid, "VmHWM").trim_end_matches(" kB").parse().unwrap_or(0);
+        assert!(peak_kb > 0 && peak_kb < 48 * 1024, "lmtp {pid} peaked at {peak_kb} kB");
+    }
+    for user in ["alice", "bob"] {
+        assert!(s.new_mail(user).is_empty(), "{user}: nothing delivered");
+        let tmp = s.files.join("home").join(user).join("Maildir/tmp");
+        assert_eq!(std::fs::read_dir(tmp).map(|d| d.count()).unwrap_or(0), 0, "{user}: no leftovers");
+    }
+    // The same connection still delivers.
+    c.write_all(b"MAIL FROM:<a@b>\r\nRCPT TO:<alice>\r\nDATA\r\nSubject: small\r\n\r\nok\r\n.\r\n").unwrap();
+    let replies: Vec<String> = (0..4).map(|_| read_line(&mut c).trim_end().to_string()).collect();
+    assert!(replies[3].starts_with("250 2.0.0 <alice> ") && replies[3].ends_with(" Saved"), "{replies:?}");
+    assert_eq!(s.new_mail("alice").len(), 1);
 }
 
 #[test]

@@ -122,8 +122,13 @@ fn main() -> ExitCode {
         }
     };
     let mailbox = args.mailbox.clone().unwrap_or_else(|| "INBOX".to_string());
-    let request =
-        DeliveryRequest { user: &recipient, mailbox: &mailbox, message: &message, session_id: &session };
+    let request = DeliveryRequest {
+        user: &recipient,
+        mailbox: &mailbox,
+        message: &message,
+        session_id: &session,
+        same_as_previous: false,
+    };
     match backend.deliver(&request) {
         Ok(saved_to) => {
             if config.root.bool("mail_debug") {

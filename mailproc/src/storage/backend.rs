@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use super::error::Result;
+use super::fsutil::PendingSyncs;
 use super::index::MailboxState;
 use super::location::Format;
 use super::types::{Flags, Keywords, MessageRecord};
@@ -106,10 +107,27 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
         false
     }
     /// Persists format-side metadata after a transaction (Maildir's
-    /// dovecot-uidlist). `appended` are new UIDs in ascending order.
-    fn commit(&self, state: &MailboxState, appended: &[u32], rewrite: bool) -> Result<()>;
-    /// Makes the directory entries of published files durable.
-    fn sync_dirs(&self) -> Result<()>;
+    /// dovecot-uidlist). `appended` are new UIDs in ascending order. Flushes
+    /// may be left in `pending`, which the caller runs after unlocking.
+    fn commit(
+        &self,
+        state: &MailboxState,
+        appended: &[u32],
+        rewrite: bool,
+        pending: &mut PendingSyncs,
+    ) -> Result<()>;
+    /// Makes the directory entries of published, moved and removed files
+    /// durable, now or through `pending` (run after the locks are released).
+    fn sync_dirs(&self, pending: &mut PendingSyncs) -> Result<()>;
+    /// Whether a save may skip looking at the files, and the lowest UID it
+    /// may then hand out. `None` (the default): saves scan like any other
+    /// transaction. `Some(floor)`: UIDs are assigned under the format's
+    /// lock from a source other programs also respect (Maildir's
+    /// dovecot-uidlist), so new files from other programs wait for the next
+    /// sync, which sees the changed stamp. Called under the locks.
+    fn save_uid_floor(&self) -> Result<Option<u32>> {
+        Ok(None)
+    }
     /// Removes the mailbox's mail files and directories (not children).
     fn delete(&self) -> Result<()>;
 

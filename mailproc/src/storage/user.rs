@@ -193,6 +193,8 @@ impl User {
                 control: paths.control.clone(),
                 is_subfolder: !is_inbox,
                 fsync: self.fsync,
+                dirty: Default::default(),
+                lock_source: Default::default(),
             }),
             Format::Mbox => Box::new(MboxBackend::new(
                 paths.dir.clone(),

@@ -20,7 +20,7 @@ use super::record::{decode_all, Record};
 use super::state::{apply_snapshot_record, MailboxState};
 use crate::storage::crc::crc32;
 use crate::storage::error::{Result, StorageError};
-use crate::storage::fsutil::{self, FileLock};
+use crate::storage::fsutil::{self, FileLock, PendingSyncs};
 
 const INDEX_MAGIC: &[u8; 8] = b"DVCIDX01";
 const LOG_MAGIC: &[u8; 8] = b"DVCLOG01";
@@ -204,6 +204,20 @@ impl IndexStore {
     /// changes under `mail_fsync = optimized`, as Dovecot's index fsync
     /// mask: appends and expunges are synced, flag updates are not).
     pub fn append_with(&mut self, records: &[Record], sync: bool) -> Result<()> {
+        let mut pending = PendingSyncs::default();
+        self.append_deferred(records, sync, &mut pending)?;
+        pending.run()
+    }
+
+    /// [`IndexStore::append_with`], leaving the flush in `pending` for the
+    /// caller to run once it has released the lock. A later writer appends
+    /// after our records, and its flush of the same file covers them too.
+    pub fn append_deferred(
+        &mut self,
+        records: &[Record],
+        sync: bool,
+        pending: &mut PendingSyncs,
+    ) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -223,10 +237,10 @@ impl IndexStore {
         }
         file.seek(SeekFrom::Start(self.log_pos)).map_err(|e| StorageError::io("lseek", &log_path, e))?;
         file.write_all(&buf).map_err(|e| StorageError::io("write", &log_path, e))?;
-        if sync {
-            file.sync_data().map_err(|e| StorageError::io("fdatasync", &log_path, e))?;
-        }
         self.log_pos += buf.len() as u64;
+        if sync {
+            pending.data(file, &log_path);
+        }
         Ok(())
     }
 

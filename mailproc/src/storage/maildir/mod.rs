@@ -3,6 +3,12 @@
 //! UIDs and UIDVALIDITY in `dovecot-uidlist` exactly as Dovecot 2.3 writes
 //! them, under Dovecot's `dovecot-uidlist.lock` dotlock so both servers can
 //! share a Maildir.
+//!
+//! Saves don't list the directories ([`Backend::save_uid_floor`]): like
+//! Dovecot's, they take the next UID from dovecot-uidlist's header and last
+//! line and append their own lines; files other programs dropped into
+//! `new/` are picked up by the next sync. Only the directories a
+//! transaction changed are fsynced ([`MaildirBackend::dirty`]).
 
 pub mod filename;
 pub mod keywords;
@@ -12,13 +18,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use self::filename::MaildirName;
 use self::uidlist::Uidlist;
 use super::backend::{virtual_size, Backend, FormatLock, Scan, ScannedMessage, Staged};
 use super::error::{Result, StorageError};
-use super::fsutil::{self, DotLock};
+use super::fsutil::{self, DotLockSource, PendingSyncs};
 use super::index::MailboxState;
 use super::types::{Flags, Keywords, MessageRecord};
 
@@ -35,6 +42,27 @@ pub struct MaildirBackend {
     /// Whether to create `maildirfolder` (every folder but INBOX).
     pub is_subfolder: bool,
     pub fsync: bool,
+    /// Directories changed since the last [`Backend::sync_dirs`]
+    /// ([`DIRTY_NEW`], [`DIRTY_CUR`]).
+    pub dirty: AtomicU8,
+    /// Where the uidlist dotlocks of this handle are linked from.
+    pub lock_source: DotLockSource,
+}
+
+/// `new/` gained or lost an entry.
+pub const DIRTY_NEW: u8 = 1;
+/// `cur/` gained or lost an entry.
+pub const DIRTY_CUR: u8 = 2;
+
+/// What a transaction needs of dovecot-uidlist, read without parsing the
+/// records: the header and the last line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidlistTail {
+    pub uid_validity: u32,
+    /// The larger of the header's `N` and the last UID + 1.
+    pub next_uid: u32,
+    /// The last record's UID (0 without records).
+    pub last_uid: u32,
 }
 
 impl MaildirBackend {
@@ -79,6 +107,62 @@ impl MaildirBackend {
                 Ok(None)
             }
         }
+    }
+
+    /// The header and last line of dovecot-uidlist (two small reads,
+    /// whatever the mailbox size); `None` when it is missing or its last
+    /// line is torn or unreadable, which a full read then sorts out.
+    pub fn read_uidlist_tail(&self) -> Result<Option<UidlistTail>> {
+        use std::os::unix::fs::FileExt;
+        const CHUNK: u64 = 4096;
+        let path = self.uidlist_path();
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io("open", &path, e)),
+        };
+        let len = f.metadata().map_err(|e| StorageError::io("fstat", &path, e))?.len();
+        let read_at = |offset: u64, size: u64| -> Result<Vec<u8>> {
+            let mut buf = vec![0u8; size as usize];
+            f.read_exact_at(&mut buf, offset).map_err(|e| StorageError::io("read", &path, e))?;
+            Ok(buf)
+        };
+        let head = read_at(0, len.min(CHUNK))?;
+        let Some(header_end) = head.iter().position(|&b| b == b'\n') else { return Ok(None) };
+        let header = String::from_utf8_lossy(&head[..header_end]);
+        let Ok(list) = Uidlist::parse(&format!("{header}\n")) else { return Ok(None) };
+        if !head.ends_with(b"\n") && len <= CHUNK {
+            return Ok(None);
+        }
+        let tail = if len <= CHUNK { head } else { read_at(len - CHUNK, CHUNK)? };
+        if !tail.ends_with(b"\n") {
+            return Ok(None);
+        }
+        let body = &tail[..tail.len() - 1];
+        let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let last_line = &body[start..];
+        let last_uid = if start == 0 {
+            if len > CHUNK {
+                return Ok(None); // a line longer than the chunk
+            }
+            0 // only the header
+        } else {
+            let text = String::from_utf8_lossy(last_line);
+            match text.split(' ').next().and_then(|u| u.parse::<u32>().ok()) {
+                Some(uid) => uid,
+                None => return Ok(None),
+            }
+        };
+        Ok(Some(UidlistTail {
+            uid_validity: list.uid_validity,
+            next_uid: list.next_uid.max(last_uid.saturating_add(1)),
+            last_uid,
+        }))
+    }
+
+    fn mark_dirty(&self, location: &str) {
+        let bit = if location.starts_with("new/") { DIRTY_NEW } else { DIRTY_CUR };
+        self.dirty.fetch_or(bit, Ordering::Relaxed);
     }
 
     fn location_for(base: &str, flags: Flags, kw_indexes: &[usize]) -> String {
@@ -195,8 +279,11 @@ impl Backend for MaildirBackend {
 
     fn lock(&self) -> Result<FormatLock> {
         fsutil::mkdir_all(&self.control)?;
-        let lock =
-            DotLock::acquire(&self.uidlist_path(), Duration::from_secs(120), Duration::from_secs(120))?;
+        let lock = self.lock_source.acquire(
+            &self.uidlist_path(),
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+        )?;
         Ok(Some(Box::new(lock)))
     }
 
@@ -240,6 +327,7 @@ impl Backend for MaildirBackend {
         let location = Self::location_for(&staged.guid, staged.flags, &kw);
         let dest = self.dir.join(&location);
         fs::rename(&staged.tmp_path, &dest).map_err(|e| StorageError::io("rename", &dest, e))?;
+        self.mark_dirty(&location);
         Ok(MessageRecord {
             uid,
             guid: staged.guid,
@@ -272,6 +360,8 @@ impl Backend for MaildirBackend {
             return Ok(None);
         }
         let from = self.dir.join(&record.location);
+        // Whichever directory the file was found in loses an entry.
+        self.dirty.fetch_or(DIRTY_NEW | DIRTY_CUR, Ordering::Relaxed);
         match fs::rename(&from, self.dir.join(&location)) {
             Ok(()) => Ok(Some(location)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => match self.find_base(base) {
@@ -288,6 +378,7 @@ impl Backend for MaildirBackend {
 
     fn remove(&self, record: &MessageRecord) -> Result<()> {
         let path = self.path_of(record);
+        self.dirty.fetch_or(DIRTY_NEW | DIRTY_CUR, Ordering::Relaxed);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -419,19 +510,24 @@ impl Backend for MaildirBackend {
         Ok(scan)
     }
 
-    fn commit(&self, state: &MailboxState, appended: &[u32], rewrite: bool) -> Result<()> {
+    fn commit(
+        &self,
+        state: &MailboxState,
+        appended: &[u32],
+        rewrite: bool,
+        pending: &mut PendingSyncs,
+    ) -> Result<()> {
         let path = self.uidlist_path();
         if appended.is_empty() && !rewrite && path.exists() {
             // Flag changes and moves don't touch the uidlist (a missing one
             // is rewritten below).
             return Ok(());
         }
-        let current = if rewrite { None } else { self.read_uidlist()? };
+        // Appending needs only the header and the last UID, not the
+        // records: reading them all made every save O(mailbox size).
+        let current = if rewrite { None } else { self.read_uidlist_tail()? };
         let usable = current.as_ref().is_some_and(|l| {
-            l.uid_validity == state.uid_validity
-                && appended
-                    .first()
-                    .is_none_or(|first| l.records.keys().next_back().is_none_or(|last| last < first))
+            l.uid_validity == state.uid_validity && appended.first().is_none_or(|first| l.last_uid < *first)
         });
         if usable {
             if appended.is_empty() {
@@ -449,7 +545,7 @@ impl Backend for MaildirBackend {
                 .map_err(|e| StorageError::io("open", &path, e))?;
             f.write_all(lines.as_bytes()).map_err(|e| StorageError::io("write", &path, e))?;
             if self.fsync {
-                f.sync_data().map_err(|e| StorageError::io("fdatasync", &path, e))?;
+                pending.data(f, &path);
             }
             return Ok(());
         }
@@ -471,12 +567,25 @@ impl Backend for MaildirBackend {
         }
     }
 
-    fn sync_dirs(&self) -> Result<()> {
+    fn sync_dirs(&self, pending: &mut PendingSyncs) -> Result<()> {
+        let dirty = self.dirty.swap(0, Ordering::Relaxed);
         if self.fsync {
-            fsutil::fsync_dir(&self.dir.join("new"))?;
-            fsutil::fsync_dir(&self.dir.join("cur"))?;
+            if dirty & DIRTY_NEW != 0 {
+                pending.dir(&self.dir.join("new"))?;
+            }
+            if dirty & DIRTY_CUR != 0 {
+                pending.dir(&self.dir.join("cur"))?;
+            }
         }
         Ok(())
+    }
+
+    fn save_uid_floor(&self) -> Result<Option<u32>> {
+        match self.read_uidlist_tail()? {
+            Some(tail) => Ok(Some(tail.next_uid)),
+            // Missing or torn: the full read of a scan decides.
+            None => Ok(None),
+        }
     }
 
     fn delete(&self) -> Result<()> {
@@ -491,6 +600,16 @@ impl Backend for MaildirBackend {
         for name in [UIDLIST, KEYWORDS, "maildirfolder"] {
             let _ = fs::remove_file(self.control.join(name));
             let _ = fs::remove_file(self.dir.join(name));
+        }
+        // Dotlock sources other handles keep (fsutil::DotLockSource): left
+        // behind they would keep the folder's directory from going away.
+        for dir in [&self.control, &self.dir] {
+            let Ok(entries) = fs::read_dir(dir) else { continue };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("dovecot-uidlist.lock.tmp.") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
         }
         remove_dovecot_index_files(&self.dir);
         let _ = File::open(&self.dir);

@@ -54,7 +54,7 @@ use self::lock::{HeldLocks, MboxSettings};
 use self::reader::{MboxMessage, Parsed};
 use super::backend::{Backend, FormatLock, Scan, ScannedMessage, Staged};
 use super::error::{Result, StorageError};
-use super::fsutil;
+use super::fsutil::{self, PendingSyncs};
 use super::index::MailboxState;
 use super::types::{Flags, Keywords, MessageRecord};
 
@@ -479,7 +479,13 @@ impl Backend for MboxBackend {
         })
     }
 
-    fn commit(&self, state: &MailboxState, _appended: &[u32], _rewrite: bool) -> Result<()> {
+    fn commit(
+        &self,
+        state: &MailboxState,
+        _appended: &[u32],
+        _rewrite: bool,
+        _pending: &mut PendingSyncs,
+    ) -> Result<()> {
         let durable = self.fsync;
         let journal_dir = self.index_dir.clone();
         self.locked(|file, path, cache| {
@@ -525,7 +531,9 @@ impl Backend for MboxBackend {
         })
     }
 
-    fn sync_dirs(&self) -> Result<()> {
+    /// The mbox file is flushed at once, under its lock: a rewrite by the
+    /// next writer may move the bytes this transaction appended.
+    fn sync_dirs(&self, _pending: &mut PendingSyncs) -> Result<()> {
         if !self.fsync {
             return Ok(());
         }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use super::backend::{virtual_size, Backend, FormatLock, Scan, ScannedMessage, Staged};
 use super::error::{Result, StorageError};
-use super::fsutil;
+use super::fsutil::{self, PendingSyncs};
 use super::index::MailboxState;
 use super::types::{Flags, Keywords, MessageRecord};
 
@@ -269,7 +269,13 @@ impl Backend for SdboxBackend {
         Ok(scan)
     }
 
-    fn commit(&self, state: &MailboxState, _appended: &[u32], rewrite: bool) -> Result<()> {
+    fn commit(
+        &self,
+        state: &MailboxState,
+        _appended: &[u32],
+        rewrite: bool,
+        _pending: &mut PendingSyncs,
+    ) -> Result<()> {
         // After expunging the highest UIDs, remember the next UID so that a
         // rebuild from the files cannot hand them out again.
         if rewrite {
@@ -281,9 +287,9 @@ impl Backend for SdboxBackend {
         Ok(())
     }
 
-    fn sync_dirs(&self) -> Result<()> {
+    fn sync_dirs(&self, pending: &mut PendingSyncs) -> Result<()> {
         if self.fsync {
-            fsutil::fsync_dir(&self.dir)?;
+            pending.dir(&self.dir)?;
         }
         Ok(())
     }
