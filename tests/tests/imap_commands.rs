@@ -26,7 +26,7 @@ fn script(name: &str) -> String {
 }
 
 /// Runs a Python client script against the server; it prints `ALL OK`.
-fn run_script(s: &Setup, file: &str) {
+fn run_script(s: &imap::ImapServer, file: &str) {
     let out = Command::new("python3").arg(script(file)).arg(s.imap.to_string()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
