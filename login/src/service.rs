@@ -39,6 +39,8 @@ use crate::settings::{in_networks, LoginSettings, SslMode};
 use crate::tls::build_server_config;
 use crate::Action;
 
+mod proxying;
+
 /// Pre-login inactivity timeout (`MASTER_LOGIN_TIMEOUT_SECS`).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
 /// How often a lost auth connection is retried.
@@ -125,6 +127,32 @@ impl Machine {
             Machine::Pop3(_) => format!("-ERR [SYS/TEMP] {text}\r\n").into_bytes(),
         }
     }
+    fn proxy_failed(&mut self) -> Vec<Action> {
+        match self {
+            Machine::Imap(m) => m.proxy_failed(),
+            Machine::Pop3(m) => m.proxy_failed(),
+        }
+    }
+    fn take_input(&mut self) -> Vec<u8> {
+        match self {
+            Machine::Imap(m) => m.take_input(),
+            Machine::Pop3(m) => m.take_input(),
+        }
+    }
+    fn pending_input(&self) -> usize {
+        match self {
+            Machine::Imap(m) => m.pending_input(),
+            Machine::Pop3(m) => m.pending_input(),
+        }
+    }
+    /// The reply when proxying can't go on (`client_proxy_error`): IMAP
+    /// `NO [UNAVAILABLE]`, POP3 a plain `-ERR`, as Dovecot's.
+    fn proxy_error(&self, tag: &str, text: &str) -> Vec<u8> {
+        match self {
+            Machine::Imap(_) => format!("{tag} NO [UNAVAILABLE] {text}\r\n").into_bytes(),
+            Machine::Pop3(_) => format!("-ERR {text}\r\n").into_bytes(),
+        }
+    }
     fn inactivity(&self) -> &'static [u8] {
         match self {
             Machine::Imap(_) => b"* BYE Disconnected for inactivity.\r\n",
@@ -144,6 +172,10 @@ enum Phase {
     HandingOff {
         conn: mio::net::UnixStream,
     },
+    /// Logging in to a proxy backend ([`proxying`]).
+    ProxyLogin(Box<proxying::ProxyLogin>),
+    /// Logged in at the backend: bytes flow between client and backend.
+    Relay(Box<proxying::Relay>),
     /// TLS connection after handoff: plaintext flows through `pair`.
     Proxying {
         pair: mio::net::UnixStream,
@@ -192,6 +224,14 @@ pub struct LoginService {
     deadlines: HashMap<usize, Instant>,
     /// The anvil connection the master passed; `None` = no limit checks.
     anvil: Option<AnvilClient>,
+    /// Proxy connect retries and login timeouts, per client.
+    proxy_timers: HashMap<usize, Instant>,
+    /// `login_proxy_timeout` and `login_proxy_max_reconnects`.
+    proxy_timeout: Duration,
+    proxy_max_reconnects: u32,
+    /// TLS towards backends: verifying (`ssl=yes`) and not (`any-cert`),
+    /// built on first use.
+    proxy_tls: proxying::ClientTls,
 }
 
 impl LoginService {
@@ -241,6 +281,11 @@ impl LoginService {
                 }
                 None => None,
             },
+            proxy_timers: HashMap::new(),
+            proxy_timeout: Duration::from_millis(proto_view.root.number("login_proxy_timeout").max(1)),
+            proxy_max_reconnects: u32::try_from(proto_view.root.number("login_proxy_max_reconnects"))
+                .unwrap_or(u32::MAX),
+            proxy_tls: proxying::ClientTls::new(&proto_view),
         };
         service.connect_auth();
         Ok(service)
@@ -434,6 +479,18 @@ impl LoginService {
                 let actions = session.machine.input(&plaintext);
                 self.execute(client, session, actions)
             }
+            Phase::ProxyLogin(_) => {
+                // Kept until the backend login ends, within limits.
+                let _ = session.machine.input(&plaintext);
+                if session.machine.pending_input() > proxying::MAX_CLIENT_PENDING {
+                    return self.proxy_client_overflow(session);
+                }
+                Progress::Continue
+            }
+            Phase::Relay(relay) => {
+                relay.client_to_backend(&plaintext);
+                Progress::Continue
+            }
             _ => Progress::Continue,
         }
     }
@@ -449,6 +506,13 @@ impl LoginService {
         }
         if matches!(session.phase, Phase::PreAuth | Phase::TlsHandshake | Phase::Haproxy(_)) {
             self.log_disconnect(session, "Disconnected: Connection closed");
+        }
+        if let Phase::ProxyLogin(_) = session.phase {
+            self.log_disconnect(session, "Disconnected: Connection closed");
+        }
+        if let Phase::Relay(relay) = &session.phase {
+            let reason = relay.disconnect_reason("client");
+            self.proxy_log_info(session, &reason);
         }
         Progress::Close
     }
@@ -518,6 +582,10 @@ impl LoginService {
                     if self.handoff(client, session, prefix, client_input) == Progress::Close {
                         progress = Progress::Close;
                     }
+                }
+                Action::Proxy { user, fields, tag } => {
+                    session.user = Some(user);
+                    queue.extend(self.start_proxy(client, session, &fields, &tag));
                 }
                 Action::Close { reason } => {
                     if let Some(tls) = session.tls.as_mut() {
@@ -680,6 +748,11 @@ impl LoginService {
     /// Something happened on one of our own sockets for client `id`.
     fn own_socket(&mut self, token: Token, client: &mut Client, session: &mut Session) -> Progress {
         match &mut session.phase {
+            Phase::ProxyLogin(_) => return self.proxy_login_event(client, session),
+            Phase::Relay(_) => return self.relay_event(client, session),
+            _ => {}
+        }
+        match &mut session.phase {
             Phase::HandingOff { conn, .. } => match read_answer(conn) {
                 None => Progress::Continue,
                 Some(Ok(mail_pid)) => {
@@ -830,6 +903,13 @@ impl Service for LoginService {
             // The post-login process owns the client's input now.
             return Progress::Continue;
         }
+        if let Phase::Relay(relay) = &mut session.phase {
+            if relay.backend_full() {
+                // Read again once the backend has taken what it has.
+                relay.client_paused = true;
+                return Progress::Continue;
+            }
+        }
         let mut data = Vec::new();
         let mut buf = [0u8; 16384];
         let mut eof = false;
@@ -885,7 +965,7 @@ impl Service for LoginService {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut next = self.deadlines.values().min().copied();
+        let mut next = self.deadlines.values().chain(self.proxy_timers.values()).min().copied();
         if self.auth.is_none() {
             next = Some(next.map_or(self.auth_retry, |n| n.min(self.auth_retry)));
         }
@@ -937,6 +1017,16 @@ impl Service for LoginService {
             }
         }
         let now = Instant::now();
+        let due: Vec<usize> =
+            self.proxy_timers.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            self.proxy_timers.remove(&id);
+            let Some((client, session)) = clients.get_mut(id) else { continue };
+            if self.proxy_timer(client, session) == Progress::Close {
+                self.forget(id, session);
+                clients.close(id);
+            }
+        }
         let expired: Vec<usize> =
             self.deadlines.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
         for id in expired {
@@ -961,8 +1051,11 @@ impl LoginService {
     /// Drops our bookkeeping for a client that is closing.
     fn forget(&mut self, id: usize, session: &mut Session) {
         self.deadlines.remove(&id);
+        self.proxy_timers.remove(&id);
         self.tokens.retain(|_, c| *c != id);
         match &mut session.phase {
+            Phase::ProxyLogin(login) => login.close(self.poll.registry()),
+            Phase::Relay(relay) => relay.close(self.poll.registry()),
             Phase::HandingOff { conn, .. } => {
                 let _ = self.poll.registry().deregister(conn);
             }

@@ -131,7 +131,7 @@ pub fn drive(machine: &mut dyn Machine, mut actions: Vec<Action>, out: &mut Vec<
                     }))
                 }
                 Action::AuthCancel | Action::StartTls => {}
-                Action::Handoff { .. } => panic!("fixtures never log in"),
+                Action::Handoff { .. } | Action::Proxy { .. } => panic!("fixtures never log in"),
             }
         }
         actions = next;
