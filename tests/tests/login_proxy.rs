@@ -6,7 +6,8 @@
 //! Dovecot does, answers `NO [UNAVAILABLE] Account is temporarily
 //! unavailable.` / `-ERR Account is temporarily unavailable.` when the
 //! backend is down or the destination is itself, and logs Dovecot's
-//! `proxy(user): …` lines.
+//! `proxy(user): …` lines. TLS to the backend works at connect
+//! (`ssl=any-cert`) and after STARTTLS (`starttls=any-cert`).
 
 mod common;
 
@@ -302,4 +303,128 @@ fn refusals_and_failures_are_worded_as_dovecot() {
     }
     assert!(line.starts_with("b OK [CAPABILITY"), "{line}\n{}", p.front.log_text());
     let _ = p.front_dir;
+}
+
+/// A CA and a `localhost`/127.0.0.1 server certificate in `dir`.
+fn make_certs(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=dovecote proxy test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.pem",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+const TLS_CLIENT: &str = r#"
+import imaplib, sys
+port = int(sys.argv[1])
+for user, pw in (('alice', 'Secr3t'), ('bob', 'B0b')):
+    c = imaplib.IMAP4('127.0.0.1', port)
+    typ, data = c.login(user, pw)
+    print('LOGIN', user, typ, data[0].decode())
+    typ, data = c.select('INBOX')
+    print('SELECT', user, typ, data[0].decode())
+    c.logout()
+"#;
+
+#[test]
+fn tls_to_the_backend_at_connect_and_after_starttls() {
+    bin_dir();
+    let id = std::process::id();
+    let backend_dir = PathBuf::from(format!("/tmp/dovecote-test-login-proxy-tls-backend-{id}"));
+    let certs = PathBuf::from(format!("/tmp/dovecote-test-login-proxy-tls-certs-{id}"));
+    let _ = std::fs::remove_dir_all(&certs);
+    make_certs(&certs);
+    let (b_imap, b_imaps) = (free_port(), free_port());
+    let body = format!(
+        "protocols = imap\nssl = yes\nssl_cert = <{c}/cert.pem\nssl_key = <{c}/key.pem\n\
+         passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
+         userdb {{\n  driver = static\n  args = uid=vmail gid=vmail home={d}/home/%n\n}}\n\
+         mail_location = maildir:~/Maildir\n\
+         service imap-login {{\n inet_listener imap {{\n port = {b_imap}\n }}\n inet_listener imaps {{\n port = {b_imaps}\n }}\n}}\n",
+        c = certs.display(),
+        d = backend_dir.display()
+    );
+    let backend = Instance::start("login-proxy-tls-backend", &body);
+    let home = vmail_homes_and_passwd(&backend_dir, "alice:{PLAIN}Secr3t::::::\nbob:{PLAIN}B0b::::::\n");
+    seed_mail(&home);
+    backend.wait_sockets(&["login/login", "login/imap"]);
+
+    let (imap, pop3) = (free_port(), free_port());
+    let front_dir = PathBuf::from(format!("/tmp/dovecote-test-login-proxy-tls-front-{id}"));
+    let front = Instance::start("login-proxy-tls-front", &config(&front_dir, "passwd.%s", imap, pop3));
+    std::fs::write(
+        front_dir.join("passwd.imap"),
+        format!(
+            "alice:{{PLAIN}}Secr3t::::::proxy=y host=127.0.0.1 port={b_imaps} ssl=any-cert\n\
+             bob:{{PLAIN}}B0b::::::proxy=y host=127.0.0.1 port={b_imap} starttls=any-cert\n"
+        ),
+    )
+    .unwrap();
+    front.wait_sockets(&["login/login", "login/imap"]);
+
+    let out = Command::new("python3").args(["-c", TLS_CLIENT, &imap.to_string()]).output().expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}\nfront:\n{}\nbackend:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        front.log_text(),
+        backend.log_text()
+    );
+    for user in ["alice", "bob"] {
+        assert!(text.contains(&format!("LOGIN {user} OK [CAPABILITY IMAP4rev1 ")), "{text}");
+    }
+    assert!(text.contains("SELECT alice OK 1") && text.contains("SELECT bob OK 0"), "{text}");
+    // The backend saw both logins arrive over TLS.
+    let log = backend.log_text();
+    let tls_logins =
+        log.lines().filter(|l| l.contains("imap-login: Info: Login: user=<") && l.contains(", TLS")).count();
+    assert_eq!(tls_logins, 2, "{log}");
+    assert!(front.log_text().contains(&format!("proxy(alice): started proxying to 127.0.0.1:{b_imaps}")));
+    assert!(front.log_text().contains(&format!("proxy(bob): started proxying to 127.0.0.1:{b_imap}")));
 }
