@@ -183,6 +183,8 @@ enum Phase {
         to_pair: Vec<u8>,
         answered: bool,
         answer: Option<mio::net::UnixStream>,
+        /// Client reading stopped until the post-login process catches up.
+        client_paused: bool,
     },
 }
 
@@ -468,11 +470,10 @@ impl LoginService {
         }
         match &mut session.phase {
             Phase::Proxying { pair, to_pair, .. } => {
+                // Bounded by readable(), which stops reading the client
+                // while this is over MAX_PENDING.
                 to_pair.extend_from_slice(&plaintext);
                 flush_to(pair, to_pair);
-                if to_pair.len() > MAX_PENDING {
-                    return Progress::Close;
-                }
                 Progress::Continue
             }
             Phase::PreAuth => {
@@ -715,8 +716,14 @@ impl LoginService {
                 let token = self.new_token(id);
                 let _ =
                     self.poll.registry().register(&mut pair, token, Interest::READABLE | Interest::WRITABLE);
-                session.phase =
-                    Phase::Proxying { pair, token, to_pair: Vec::new(), answered: false, answer: Some(conn) };
+                session.phase = Phase::Proxying {
+                    pair,
+                    token,
+                    to_pair: Vec::new(),
+                    answered: false,
+                    answer: Some(conn),
+                    client_paused: false,
+                };
             }
             None => session.phase = Phase::HandingOff { conn },
         }
@@ -767,7 +774,7 @@ impl LoginService {
                     Progress::Close
                 }
             },
-            Phase::Proxying { pair, token: pair_token, to_pair, answered, answer } => {
+            Phase::Proxying { pair, token: pair_token, to_pair, answered, answer, client_paused } => {
                 if token != *pair_token {
                     if let Some(conn) = answer.as_mut() {
                         match read_answer(conn) {
@@ -792,6 +799,10 @@ impl LoginService {
                     return Progress::Continue;
                 }
                 flush_to(pair, to_pair);
+                let resume = *client_paused && to_pair.len() <= MAX_PENDING;
+                if resume {
+                    *client_paused = false;
+                }
                 let mut buf = [0u8; 16384];
                 let mut eof = false;
                 let mut data = Vec::new();
@@ -826,6 +837,9 @@ impl LoginService {
                 flush_tls(client, session);
                 if eof {
                     Progress::Close
+                } else if resume {
+                    // Take up the client input left unread.
+                    Service::readable(self, client, session)
                 } else {
                     Progress::Continue
                 }
@@ -903,10 +917,19 @@ impl Service for LoginService {
             // The post-login process owns the client's input now.
             return Progress::Continue;
         }
+        if let Phase::Proxying { to_pair, client_paused, .. } = &mut session.phase {
+            if to_pair.len() > MAX_PENDING {
+                // The pair's writability (or the poll) resumes reading.
+                *client_paused = true;
+                self.relay_poll_soon(client.id(), proxying::RESUME_POLL);
+                return Progress::Continue;
+            }
+        }
         if let Phase::Relay(relay) = &mut session.phase {
             if relay.backend_full() {
                 // Read again once the backend has taken what it has.
                 relay.client_paused = true;
+                self.relay_poll_soon(client.id(), proxying::RESUME_POLL);
                 return Progress::Continue;
             }
         }
@@ -934,6 +957,16 @@ impl Service for LoginService {
             }
         }
         let id = client.id();
+        if data.len() > MAX_READ {
+            // More is waiting unread (readiness is edge-triggered): the
+            // poll picks it up.
+            match &mut session.phase {
+                Phase::Relay(relay) => relay.client_paused = true,
+                Phase::Proxying { client_paused, .. } => *client_paused = true,
+                _ => {}
+            }
+            self.relay_poll_soon(id, Duration::ZERO);
+        }
         if !data.is_empty() && matches!(session.phase, Phase::PreAuth | Phase::TlsHandshake) {
             self.deadlines.insert(id, Instant::now() + LOGIN_TIMEOUT);
         }

@@ -43,20 +43,26 @@ fn config(dir: &Path, passwd: &str, imap: u16, pop3: u16) -> String {
 
 /// Puts MESSAGE into `home/alice/Maildir/new`, owned by vmail.
 fn seed_mail(home: &Path) {
-    let maildir = home.join("alice/Maildir");
+    seed_message(home, "alice", MESSAGE);
+}
+
+/// Puts one message into `home/<user>/Maildir/new`, owned by vmail.
+fn seed_message(home: &Path, user: &str, message: &str) {
+    let maildir = home.join(user).join("Maildir");
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).unwrap();
     }
-    std::fs::write(maildir.join("new/1700000000.M1P1.backend"), MESSAGE).unwrap();
+    let file = maildir.join("new/1700000000.M1P1.backend");
+    std::fs::write(&file, message).unwrap();
     let vmail = nix::unistd::Uid::from_raw(uid_of("vmail"));
     let group = nix::unistd::Gid::from_raw(gid_of("vmail"));
     for p in [
-        home.join("alice"),
+        home.join(user),
         maildir.clone(),
         maildir.join("cur"),
         maildir.join("new"),
         maildir.join("tmp"),
-        maildir.join("new/1700000000.M1P1.backend"),
+        file,
     ] {
         nix::unistd::chown(&p, Some(vmail), Some(group)).unwrap();
     }
@@ -360,7 +366,7 @@ fn make_certs(dir: &Path) {
 }
 
 const TLS_CLIENT: &str = r#"
-import imaplib, sys
+import hashlib, imaplib, sys
 port = int(sys.argv[1])
 for user, pw in (('alice', 'Secr3t'), ('bob', 'B0b')):
     c = imaplib.IMAP4('127.0.0.1', port)
@@ -368,6 +374,16 @@ for user, pw in (('alice', 'Secr3t'), ('bob', 'B0b')):
     print('LOGIN', user, typ, data[0].decode())
     typ, data = c.select('INBOX')
     print('SELECT', user, typ, data[0].decode())
+    if user == 'bob':
+        # Megabytes both ways through the relay.
+        typ, data = c.fetch('1', '(BODY.PEEK[])')
+        body = data[0][1]
+        print('BIGFETCH', typ, len(body), hashlib.sha256(body).hexdigest())
+        big = b'Subject: upload\r\n\r\n' + b''.join(b'%07d upload line through the proxy\r\n' % i for i in range(60000))
+        typ, data = c.append('INBOX', None, None, big)
+        print('APPEND', typ)
+        typ, data = c.fetch('2', '(BODY.PEEK[])')
+        print('ROUNDTRIP', typ, data[0][1] == big)
     c.logout()
 "#;
 
@@ -392,6 +408,10 @@ fn tls_to_the_backend_at_connect_and_after_starttls() {
     let backend = Instance::start("login-proxy-tls-backend", &body);
     let home = vmail_homes_and_passwd(&backend_dir, "alice:{PLAIN}Secr3t::::::\nbob:{PLAIN}B0b::::::\n");
     seed_mail(&home);
+    let big: String =
+        (0..80000).map(|i| format!("{i:07} a line of the big message on the backend\r\n")).collect();
+    let big = format!("Subject: big\r\n\r\n{big}");
+    seed_message(&home, "bob", &big);
     backend.wait_sockets(&["login/login", "login/imap"]);
 
     let (imap, pop3) = (free_port(), free_port());
@@ -419,7 +439,20 @@ fn tls_to_the_backend_at_connect_and_after_starttls() {
     for user in ["alice", "bob"] {
         assert!(text.contains(&format!("LOGIN {user} OK [CAPABILITY IMAP4rev1 ")), "{text}");
     }
-    assert!(text.contains("SELECT alice OK 1") && text.contains("SELECT bob OK 0"), "{text}");
+    assert!(text.contains("SELECT alice OK 1") && text.contains("SELECT bob OK 1"), "{text}");
+    let digest = {
+        let out = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = out;
+        child.stdin.take().unwrap().write_all(big.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_owned()
+    };
+    assert!(text.contains(&format!("BIGFETCH OK {} {digest}", big.len())), "{text}");
+    assert!(text.contains("APPEND OK") && text.contains("ROUNDTRIP OK True"), "{text}");
     // The backend saw both logins arrive over TLS.
     let log = backend.log_text();
     let tls_logins =

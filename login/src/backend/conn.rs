@@ -13,6 +13,29 @@ use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
+/// Moves decrypted bytes into `input`; true when the stream ended.
+fn drain_plaintext(tls: &mut ClientConnection, input: &mut Input) -> bool {
+    let mut buf = [0u8; 16384];
+    loop {
+        match tls.reader().read(&mut buf) {
+            Ok(0) => {
+                input.eof = true;
+                return true;
+            }
+            Ok(n) => input.data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                // A TCP close without close_notify: what came before counts.
+                input.eof = true;
+                if input.error.is_none() && e.kind() != io::ErrorKind::UnexpectedEof {
+                    input.error = Some(e.to_string());
+                }
+                return true;
+            }
+        }
+    }
+}
+
 /// Most bytes read from the backend per readiness event.
 const MAX_READ: usize = 256 * 1024;
 
@@ -25,6 +48,9 @@ pub struct Input {
     pub eof: bool,
     /// A read or TLS error, for the log.
     pub error: Option<String>,
+    /// Reading stopped at the per-call limit: more is waiting, and the
+    /// socket (edge-triggered) won't say so again.
+    pub more: bool,
 }
 
 pub struct BackendConn {
@@ -75,7 +101,10 @@ impl BackendConn {
     pub fn start_tls(&mut self, config: Arc<ClientConfig>, host: &str) -> Result<(), String> {
         let name =
             ServerName::try_from(host.to_owned()).map_err(|e| format!("invalid host name {host}: {e}"))?;
-        let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        let mut conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        // Unlimited: rustls would otherwise drop what exceeds 64 KiB of
+        // one write; the relay bounds what it reads instead.
+        conn.set_buffer_limit(None);
         self.tls = Some(conn);
         self.flush();
         Ok(())
@@ -140,6 +169,7 @@ impl BackendConn {
                 Ok(n) => {
                     raw.extend_from_slice(&buf[..n]);
                     if raw.len() > MAX_READ {
+                        input.more = true;
                         break;
                     }
                 }
@@ -156,36 +186,24 @@ impl BackendConn {
         match self.tls.as_mut() {
             None => input.data = raw,
             Some(tls) => {
+                // Feed the records in pieces and take the plaintext out
+                // after each: rustls refuses to buffer much of it.
                 let mut slice = raw.as_slice();
-                while !slice.is_empty() {
-                    if let Err(e) = tls.read_tls(&mut slice) {
-                        input.error = Some(e.to_string());
-                        input.eof = true;
-                        break;
-                    }
-                    if let Err(e) = tls.process_new_packets() {
-                        input.error = Some(e.to_string());
-                        input.eof = true;
-                        break;
-                    }
-                }
                 loop {
-                    match tls.reader().read(&mut buf) {
-                        Ok(0) => {
+                    if !slice.is_empty() {
+                        if let Err(e) = tls.read_tls(&mut slice) {
+                            input.error = Some(e.to_string());
                             input.eof = true;
                             break;
                         }
-                        Ok(n) => input.data.extend_from_slice(&buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            // A TCP close without close_notify: the data
-                            // before it still counts.
+                        if let Err(e) = tls.process_new_packets() {
+                            input.error = Some(e.to_string());
                             input.eof = true;
-                            if input.error.is_none() && !matches!(e.kind(), io::ErrorKind::UnexpectedEof) {
-                                input.error = Some(e.to_string());
-                            }
                             break;
                         }
+                    }
+                    if drain_plaintext(tls, &mut input) || slice.is_empty() {
+                        break;
                     }
                 }
                 // Handshake replies and alerts.

@@ -165,3 +165,26 @@ fn never_panics_on_random_input() {
         let _ = m.input(b"\r\n");
     }
 }
+
+#[test]
+fn proxy_reply_waits_then_resumes_or_hands_over_the_input() {
+    let proxy_fields =
+        || vec![("proxy".to_owned(), String::new()), ("host".to_owned(), "10.0.0.2".to_owned())];
+    let mut m = machine(true);
+    assert_eq!(sent(&m.input(b"x CAPABILITY\r\n")).lines().count(), 2);
+    assert!(m.capability_requested());
+    m.input(b"a LOGIN alice secret\r\nb NOOP\r\n");
+    let a = m.auth_reply(AuthReply::Success { user: "alice".into(), fields: proxy_fields() });
+    assert_eq!(a, vec![Action::Proxy { user: "alice".into(), fields: proxy_fields(), tag: "a".into() }]);
+    // Input while the backend login runs is kept, not run.
+    assert!(m.input(b"c NOOP\r\n").is_empty());
+    assert_eq!(m.pending_input(), 16);
+    // The backend login failed: the pipelined commands run now.
+    assert_eq!(sent(&m.proxy_failed()), "b OK NOOP completed.\r\nc OK NOOP completed.\r\n");
+
+    m.input(b"d LOGIN alice secret\r\ne SELECT INBOX\r\n");
+    let a = m.auth_reply(AuthReply::Success { user: "alice".into(), fields: proxy_fields() });
+    assert!(matches!(&a[0], Action::Proxy { tag, .. } if tag == "d"));
+    assert_eq!(m.take_input(), b"e SELECT INBOX\r\n");
+    assert!(m.is_done());
+}

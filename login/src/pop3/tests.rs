@@ -77,3 +77,20 @@ fn apop_greeting_and_command() {
     let a = m.input(b"APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n");
     assert!(matches!(&a[..], [Action::AuthBegin { mechanism, .. }] if mechanism == "APOP"));
 }
+
+#[test]
+fn proxy_reply_waits_then_resumes() {
+    let mut m = Pop3Login::new(
+        LoginSettings::default(),
+        Security { tls: true, secured: true, trusted: false },
+        mechanisms(),
+    );
+    m.input(b"USER alice\r\nPASS secret\r\nCAPA\r\n");
+    let fields = vec![("proxy".to_owned(), String::new())];
+    let a = m.auth_reply(AuthReply::Success { user: "alice".into(), fields: fields.clone() });
+    assert_eq!(a, vec![Action::Proxy { user: "alice".into(), fields, tag: String::new() }]);
+    assert!(m.input(b"QUIT\r\n").is_empty());
+    let a = m.proxy_failed();
+    assert!(sent(&a).starts_with("+OK\r\nCAPA"), "{}", sent(&a));
+    assert!(sent(&a).ends_with("+OK Logging out\r\n"), "{}", sent(&a));
+}

@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dovecote_config::Config;
 use dovecote_master::runtime::{Client, Progress, Service};
@@ -38,6 +38,11 @@ use crate::Action;
 pub(super) const MAX_CLIENT_PENDING: usize = 64 * 1024;
 /// Unwritten bytes towards the backend before we stop reading the client.
 const MAX_BACKEND_PENDING: usize = 256 * 1024;
+/// Unwritten bytes towards the client before we stop reading the backend.
+const MAX_CLIENT_OUTPUT: usize = 256 * 1024;
+/// How soon a paused side is looked at again (the runtime tells us
+/// nothing when a socket drains, and readiness is edge-triggered).
+pub(super) const RESUME_POLL: Duration = Duration::from_millis(20);
 
 enum BackendLogin {
     Imap(ImapBackend),
@@ -113,6 +118,15 @@ pub(super) struct Relay {
     to_client: u64,
     /// Client reading stopped while the backend is slow.
     pub(super) client_paused: bool,
+}
+
+impl LoginService {
+    /// Looks at a paused relay again soon.
+    pub(super) fn relay_poll_soon(&mut self, id: usize, delay: Duration) {
+        let at = Instant::now() + delay;
+        let entry = self.proxy_timers.entry(id).or_insert(at);
+        *entry = (*entry).min(at);
+    }
 }
 
 impl Relay {
@@ -562,6 +576,16 @@ impl LoginService {
     /// A connect retry is due, or the login ran out of time.
     pub(super) fn proxy_timer(&mut self, client: &mut Client, session: &mut Session) -> Progress {
         let id = session_key(session);
+        match &session.phase {
+            Phase::Relay(_) => return self.relay_event(client, session),
+            Phase::Proxying { token, .. } => {
+                // A paused TLS proxy after handoff: same path as the
+                // pair's readiness.
+                let token = *token;
+                return self.own_socket(token, client, session);
+            }
+            _ => {}
+        }
         let Phase::ProxyLogin(pl) = &mut session.phase else { return Progress::Continue };
         let now = Instant::now();
         if now >= pl.deadline {
@@ -645,11 +669,14 @@ impl LoginService {
         Progress::Continue
     }
 
-    /// Readiness on the backend socket of a relayed session.
+    /// Readiness on the backend socket of a relayed session (or a poll
+    /// of a paused one).
     pub(super) fn relay_event(&mut self, client: &mut Client, session: &mut Session) -> Progress {
+        let id = session_key(session);
+        let client_full = client.pending_output() > MAX_CLIENT_OUTPUT;
         let Phase::Relay(relay) = &mut session.phase else { return Progress::Continue };
-        let input = relay.conn.read();
         let alive = relay.conn.flush();
+        let input = if client_full { Default::default() } else { relay.conn.read() };
         if !input.data.is_empty() {
             relay.to_client += input.data.len() as u64;
             relay.last_io = Instant::now();
@@ -671,6 +698,10 @@ impl LoginService {
             return Progress::Close;
         }
         flush_tls(client, session);
+        if client_full || input.more {
+            // Backend bytes are waiting unread; come back for them.
+            self.relay_poll_soon(id, if client_full { RESUME_POLL } else { Duration::ZERO });
+        }
         if resume {
             // Take up the client input we left unread.
             return Service::readable(self, client, session);
@@ -691,7 +722,6 @@ fn io_text(e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn io_errors_read_like_strerror() {
