@@ -68,9 +68,24 @@ pub enum Action {
     /// `fields` name ([`backend`]). `tag` is the IMAP command's tag (empty
     /// for POP3). The machine waits for `proxy_failed` or the relay.
     Proxy { user: String, fields: Vec<(String, String)>, tag: String },
+    /// A trusted proxy in front of us (`login_trusted_networks`) said who
+    /// the real client is (IMAP ID `x-originating-ip`…): use these
+    /// addresses and session id from now on.
+    Forwarded(Forwarded),
     /// Close the connection after flushing output; `reason` is for the log
     /// (`Disconnected: …`).
     Close { reason: String },
+}
+
+/// The client details a trusted proxy forwards (Dovecot's
+/// `client_update_info`); unset fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    pub remote_ip: Option<std::net::IpAddr>,
+    pub remote_port: Option<u16>,
+    pub local_ip: Option<std::net::IpAddr>,
+    pub local_port: Option<u16>,
+    pub session_id: Option<String>,
 }
 
 /// Dovecot's `LOGIN_MAX_INBUF_SIZE`: input kept for one unparsed token or

@@ -584,6 +584,25 @@ impl LoginService {
                         progress = Progress::Close;
                     }
                 }
+                Action::Forwarded(f) => {
+                    let remote = session.remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let local = session.local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    if f.remote_ip.is_some() || f.remote_port.is_some() {
+                        session.remote = Some(SocketAddr::new(
+                            f.remote_ip.unwrap_or(remote.ip()),
+                            f.remote_port.unwrap_or(remote.port()),
+                        ));
+                    }
+                    if f.local_ip.is_some() || f.local_port.is_some() {
+                        session.local = Some(SocketAddr::new(
+                            f.local_ip.unwrap_or(local.ip()),
+                            f.local_port.unwrap_or(local.port()),
+                        ));
+                    }
+                    if let Some(id) = f.session_id {
+                        session.session_id = id;
+                    }
+                }
                 Action::Proxy { user, fields, tag } => {
                     session.user = Some(user);
                     queue.extend(self.start_proxy(client, session, &fields, &tag));

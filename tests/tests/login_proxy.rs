@@ -31,7 +31,7 @@ struct Pair {
 
 fn config(dir: &Path, passwd: &str, imap: u16, pop3: u16) -> String {
     format!(
-        "protocols = imap pop3\nauth_verbose = yes\n\
+        "protocols = imap pop3\nauth_verbose = yes\nlogin_trusted_networks = 127.0.0.0/8\n\
          passdb {{\n  driver = passwd-file\n  args = {d}/{passwd}\n}}\n\
          userdb {{\n  driver = static\n  args = uid=vmail gid=vmail home={d}/home/%n\n}}\n\
          mail_location = maildir:~/Maildir\n\
@@ -213,6 +213,18 @@ fn clients_reach_the_backends_mail_through_the_front_end() {
     assert!(
         p.backend.wait_log("pop3-login: Info: Login: user=<alice>", Duration::from_secs(5)),
         "{}",
+        p.backend.log_text()
+    );
+    // The backend trusts the front-end (login_trusted_networks), so the
+    // ID command's x-session-id carries the session on.
+    let front_log = p.front.log_text();
+    let started_line = front_log.lines().find(|l| l.contains(&started)).unwrap().to_owned();
+    let session =
+        started_line.rsplit_once("session=<").map(|(_, s)| s.trim_end_matches('>')).unwrap().to_owned();
+    assert!(
+        p.backend.log_text().lines().any(|l| l.contains("imap-login: Info: Login: user=<alice>")
+            && l.contains(&format!("session=<{session}>"))),
+        "{session}\n{}",
         p.backend.log_text()
     );
     // No mail process ever ran on the front-end for alice.

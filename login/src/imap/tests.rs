@@ -188,3 +188,24 @@ fn proxy_reply_waits_then_resumes_or_hands_over_the_input() {
     assert_eq!(m.take_input(), b"e SELECT INBOX\r\n");
     assert!(m.is_done());
 }
+
+#[test]
+fn id_forwarding_only_from_trusted_networks() {
+    let id = b"i ID (\"x-session-id\" \"abcDEF123\" \"x-originating-ip\" \"192.0.2.7\" \"x-originating-port\" \"4711\" \"x-connected-ip\" \"10.0.0.1\" \"x-connected-port\" \"143\" \"x-proxy-ttl\" \"4\")\r\n";
+    let trusted = Security { tls: false, secured: true, trusted: true };
+    let mut m = ImapLogin::new(LoginSettings::default(), trusted, mechanisms());
+    let a = m.input(id);
+    assert_eq!(
+        a[0],
+        Action::Forwarded(crate::Forwarded {
+            remote_ip: Some("192.0.2.7".parse().unwrap()),
+            remote_port: Some(4711),
+            local_ip: Some("10.0.0.1".parse().unwrap()),
+            local_port: Some(143),
+            session_id: Some("abcDEF123".into()),
+        })
+    );
+    assert!(sent(&a).ends_with("i OK ID completed.\r\n"));
+    let mut m = machine(true);
+    assert!(!m.input(id).iter().any(|a| matches!(a, Action::Forwarded(_))));
+}
