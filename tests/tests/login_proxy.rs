@@ -217,12 +217,28 @@ fn clients_reach_the_backends_mail_through_the_front_end() {
     );
     // The backend trusts the front-end (login_trusted_networks), so the
     // ID command's x-session-id carries the session on.
+    assert!(p.front.wait_log("pop3-login: Info: proxy(alice): started proxying", Duration::from_secs(5)));
     let front_log = p.front.log_text();
     let started_line = front_log.lines().find(|l| l.contains(&started)).unwrap().to_owned();
     let session =
         started_line.rsplit_once("session=<").map(|(_, s)| s.trim_end_matches('>')).unwrap().to_owned();
     assert!(
         p.backend.log_text().lines().any(|l| l.contains("imap-login: Info: Login: user=<alice>")
+            && l.contains(&format!("session=<{session}>"))),
+        "{session}\n{}",
+        p.backend.log_text()
+    );
+    // POP3 does the same with XCLIENT (announced as [XCLIENT] to trusted
+    // networks).
+    let pop3_started = front_log
+        .lines()
+        .find(|l| l.contains("pop3-login: Info: proxy(alice): started proxying"))
+        .unwrap()
+        .to_owned();
+    let session =
+        pop3_started.rsplit_once("session=<").map(|(_, s)| s.trim_end_matches('>')).unwrap().to_owned();
+    assert!(
+        p.backend.log_text().lines().any(|l| l.contains("pop3-login: Info: Login: user=<alice>")
             && l.contains(&format!("session=<{session}>"))),
         "{session}\n{}",
         p.backend.log_text()
@@ -287,12 +303,15 @@ fn refusals_and_failures_are_worded_as_dovecot() {
         "a NO [UNAVAILABLE] Account is temporarily unavailable."
     );
     assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
-    let log = p.front.log_text();
-    assert!(
-        log.contains("imap-login: Error: proxy(dave): connect(127.0.0.1, ")
-            && log.contains(") failed: Connection refused (after 3 secs, 3 reconnects"),
-        "{log}"
-    );
+    // Logged through the master, so it may show up a moment later.
+    let logged = wait_for(Duration::from_secs(5), || {
+        p.front.log_text().lines().any(|l| {
+            l.contains("imap-login: Error: proxy(dave): connect(127.0.0.1, ")
+                && l.contains(") failed: Connection refused (after ")
+                && l.contains(" secs, 3 reconnects, local=127.0.0.1:")
+        })
+    });
+    assert!(logged, "{}", p.front.log_text());
     assert_eq!(pop3_reply(p.pop3, "dave", "D4ve"), "-ERR Account is temporarily unavailable.");
 
     // Proxying to the very listener the client used.

@@ -62,11 +62,14 @@ impl Pop3Login {
         self.apop_challenge = challenge;
     }
 
-    /// `+OK <login_greeting>[ <apop challenge>]`.
+    /// `+OK [XCLIENT] <login_greeting>[ <apop challenge>]`, the
+    /// `[XCLIENT]` only to `login_trusted_networks` (a Dovecot proxy saves
+    /// a CAPA round trip with it).
     pub fn greeting(&mut self) -> Vec<Action> {
+        let xclient = if self.security.trusted { "[XCLIENT] " } else { "" };
         let line = match &self.apop_challenge {
-            Some(c) => format!("+OK {} {c}\r\n", self.settings.login_greeting),
-            None => format!("+OK {}\r\n", self.settings.login_greeting),
+            Some(c) => format!("+OK {xclient}{} {c}\r\n", self.settings.login_greeting),
+            None => format!("+OK {xclient}{}\r\n", self.settings.login_greeting),
         };
         vec![Action::Send(line.into_bytes())]
     }
