@@ -5,11 +5,12 @@
 //! chooses `tab`, `table`, `pager` or `flow`). Service status also shows
 //! each listener with its kind, address or path, owner, group and mode.
 //! The auth commands (`pw`, `auth test|login|lookup`, `user`) are in
-//! [`auth_cmd`].
+//! [`auth_cmd`]; `who` and `kick` (anvil's session list) in [`who`].
 #![forbid(unsafe_code)]
 
 mod auth_cmd;
 mod format;
+mod who;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ fn usage() -> ExitCode {
     eprintln!("  auth test|login [-a <socket>] [-x <auth info>] <user> [<password>]");
     eprintln!("  auth lookup [-a <socket>] [-x <auth info>] <user> [...]");
     eprintln!("  user [-a <socket>] [-x <auth info>] [-f field] [-u] <user mask> [...]");
+    eprintln!("  who [-a <anvil socket path>] [-1] [<user mask>] [<ip/bits>]");
+    eprintln!("  kick [-a <anvil socket path>] [-f] <user mask>[|]<ip/bits>");
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -95,6 +98,8 @@ fn main() -> ExitCode {
         ["auth", "login", rest @ ..] => auth_cmd::auth_test(&base_dir, rest, true),
         ["auth", "lookup", rest @ ..] => auth_cmd::auth_lookup(&base_dir, &config, rest),
         ["user", rest @ ..] => auth_cmd::user(&base_dir, &config, rest),
+        ["who", rest @ ..] => who::who(&base_dir, rest),
+        ["kick", rest @ ..] => who::kick(&base_dir, rest),
         ["reload"] => match master_pid(&base_dir) {
             Ok(pid) => match kill(Pid::from_raw(pid), Signal::SIGHUP) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,8 @@
 //!   service over `login/imap` / `login/pop3`.
 //! * [`auth`]: the [`auth::AuthClient`] trait the login processes use to
 //!   talk SASL to the auth service over `login/login`.
+//! * [`backend`]: login proxying to another IMAP/POP3 server (passdb
+//!   `proxy=y host=…`), sans-IO backend logins plus the backend socket.
 //! * [`service`]: the glue onto `dovecote_master::runtime` used by the
 //!   binaries, and [`proxy`]: the TLS proxy loop that stays after handoff.
 //!
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backend;
 pub mod cert_name;
 /// Shared by the fuzz targets; not an API.
 #[doc(hidden)]
@@ -61,9 +64,28 @@ pub enum Action {
     /// this protocol prefix (IMAP: `0`/`1` + tag) and the input the client
     /// already sent after its last command.
     Handoff { user: String, prefix: Vec<u8>, client_input: Vec<u8> },
+    /// Auth said OK with `proxy`: log in to the backend the passdb
+    /// `fields` name ([`backend`]). `tag` is the IMAP command's tag (empty
+    /// for POP3). The machine waits for `proxy_failed` or the relay.
+    Proxy { user: String, fields: Vec<(String, String)>, tag: String },
+    /// A trusted proxy in front of us (`login_trusted_networks`) said who
+    /// the real client is (IMAP ID `x-originating-ip`…): use these
+    /// addresses and session id from now on.
+    Forwarded(Forwarded),
     /// Close the connection after flushing output; `reason` is for the log
     /// (`Disconnected: …`).
     Close { reason: String },
+}
+
+/// The client details a trusted proxy forwards (Dovecot's
+/// `client_update_info`); unset fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    pub remote_ip: Option<std::net::IpAddr>,
+    pub remote_port: Option<u16>,
+    pub local_ip: Option<std::net::IpAddr>,
+    pub local_port: Option<u16>,
+    pub session_id: Option<String>,
 }
 
 /// Dovecot's `LOGIN_MAX_INBUF_SIZE`: input kept for one unparsed token or

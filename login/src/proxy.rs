@@ -36,7 +36,11 @@ pub struct TlsInput {
 
 impl TlsLayer {
     pub fn new(config: Arc<ServerConfig>) -> Result<TlsLayer, rustls::Error> {
-        Ok(TlsLayer { conn: ServerConnection::new(config)?, handshake_reported: false })
+        let mut conn = ServerConnection::new(config)?;
+        // rustls would take only 64 KiB of plaintext at a time and drop
+        // the rest of a larger write; our own reads bound what goes in.
+        conn.set_buffer_limit(None);
+        Ok(TlsLayer { conn, handshake_reported: false })
     }
 
     /// Feeds ciphertext from the client.

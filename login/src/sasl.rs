@@ -130,15 +130,26 @@ pub fn plain_response(user: &[u8], password: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
-/// Extra passdb field values from an OK that mean "don't log in here".
-pub fn nologin_reason(fields: &[(String, String)]) -> Option<String> {
+/// `nologin` in an OK (Dovecot's `client_auth_handle_reply`): the
+/// password was right but the user may not log in here. The result and
+/// text the client gets: the passdb's `reason=`, else by `temp`/`authz`,
+/// else the generic failure.
+pub fn nologin_result(fields: &[(String, String)]) -> Option<(AuthResult, String)> {
     let has = |k: &str| fields.iter().any(|(key, _)| key == k);
-    if has("nologin") || has("proxy") || has("proxy_maybe") {
-        let reason = fields.iter().find(|(k, _)| k == "reason").map(|(_, v)| v.clone());
-        return Some(reason.unwrap_or_else(|| "Login disabled for this user".into()));
+    if !has("nologin") {
+        return None;
     }
-    None
+    let reason = fields.iter().find(|(k, _)| k == "reason").map(|(_, v)| v.clone());
+    Some(match reason {
+        Some(r) => (AuthResult::AuthFailedReason, r),
+        None if has("temp") => (AuthResult::TempFail, AUTH_TEMP_FAILED_MSG.to_owned()),
+        None if has("authz") => (AuthResult::AuthzFailed, "Authorization failed".to_owned()),
+        None => (AuthResult::AuthFailed, AUTH_FAILED_MSG.to_owned()),
+    })
 }
+
+/// `AUTH_TEMP_FAILED_MSG`.
+pub const AUTH_TEMP_FAILED_MSG: &str = "Temporary authentication failure.";
 
 #[cfg(test)]
 mod tests {
@@ -159,5 +170,23 @@ mod tests {
             failure_result(None, Some("Go away"), false),
             (AuthResult::AuthFailedReason, "Go away".into())
         );
+    }
+
+    #[test]
+    fn nologin() {
+        let f = |list: &[&str]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect()
+        };
+        assert_eq!(nologin_result(&f(&["proxy", "host=1.2.3.4"])), None);
+        assert_eq!(
+            nologin_result(&f(&["nologin", "reason=Moved away"])),
+            Some((AuthResult::AuthFailedReason, "Moved away".into()))
+        );
+        assert_eq!(nologin_result(&f(&["nologin"])), Some((AuthResult::AuthFailed, AUTH_FAILED_MSG.into())));
     }
 }

@@ -39,6 +39,8 @@ use crate::settings::{in_networks, LoginSettings, SslMode};
 use crate::tls::build_server_config;
 use crate::Action;
 
+mod proxying;
+
 /// How long a client may stay unauthenticated, counted from its
 /// connection (Dovecot's `CLIENT_LOGIN_TIMEOUT_MSECS`, 3 minutes).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -126,6 +128,32 @@ impl Machine {
             Machine::Pop3(_) => format!("-ERR [SYS/TEMP] {text}\r\n").into_bytes(),
         }
     }
+    fn proxy_failed(&mut self) -> Vec<Action> {
+        match self {
+            Machine::Imap(m) => m.proxy_failed(),
+            Machine::Pop3(m) => m.proxy_failed(),
+        }
+    }
+    fn take_input(&mut self) -> Vec<u8> {
+        match self {
+            Machine::Imap(m) => m.take_input(),
+            Machine::Pop3(m) => m.take_input(),
+        }
+    }
+    fn pending_input(&self) -> usize {
+        match self {
+            Machine::Imap(m) => m.pending_input(),
+            Machine::Pop3(m) => m.pending_input(),
+        }
+    }
+    /// The reply when proxying can't go on (`client_proxy_error`): IMAP
+    /// `NO [UNAVAILABLE]`, POP3 a plain `-ERR`, as Dovecot's.
+    fn proxy_error(&self, tag: &str, text: &str) -> Vec<u8> {
+        match self {
+            Machine::Imap(_) => format!("{tag} NO [UNAVAILABLE] {text}\r\n").into_bytes(),
+            Machine::Pop3(_) => format!("-ERR {text}\r\n").into_bytes(),
+        }
+    }
     fn inactivity(&self) -> &'static [u8] {
         match self {
             Machine::Imap(_) => b"* BYE Disconnected for inactivity.\r\n",
@@ -145,6 +173,10 @@ enum Phase {
     HandingOff {
         conn: mio::net::UnixStream,
     },
+    /// Logging in to a proxy backend ([`proxying`]).
+    ProxyLogin(Box<proxying::ProxyLogin>),
+    /// Logged in at the backend: bytes flow between client and backend.
+    Relay(Box<proxying::Relay>),
     /// TLS connection after handoff: plaintext flows through `pair`.
     Proxying {
         pair: mio::net::UnixStream,
@@ -152,6 +184,8 @@ enum Phase {
         to_pair: Vec<u8>,
         answered: bool,
         answer: Option<mio::net::UnixStream>,
+        /// Client reading stopped until the post-login process catches up.
+        client_paused: bool,
     },
 }
 
@@ -193,6 +227,14 @@ pub struct LoginService {
     deadlines: HashMap<usize, Instant>,
     /// The anvil connection the master passed; `None` = no limit checks.
     anvil: Option<AnvilClient>,
+    /// Proxy connect retries and login timeouts, per client.
+    proxy_timers: HashMap<usize, Instant>,
+    /// `login_proxy_timeout` and `login_proxy_max_reconnects`.
+    proxy_timeout: Duration,
+    proxy_max_reconnects: u32,
+    /// TLS towards backends: verifying (`ssl=yes`) and not (`any-cert`),
+    /// built on first use.
+    proxy_tls: proxying::ClientTls,
 }
 
 impl LoginService {
@@ -242,6 +284,11 @@ impl LoginService {
                 }
                 None => None,
             },
+            proxy_timers: HashMap::new(),
+            proxy_timeout: Duration::from_millis(proto_view.root.number("login_proxy_timeout").max(1)),
+            proxy_max_reconnects: u32::try_from(proto_view.root.number("login_proxy_max_reconnects"))
+                .unwrap_or(u32::MAX),
+            proxy_tls: proxying::ClientTls::new(&proto_view),
         };
         service.connect_auth();
         Ok(service)
@@ -424,16 +471,27 @@ impl LoginService {
         }
         match &mut session.phase {
             Phase::Proxying { pair, to_pair, .. } => {
+                // Bounded by readable(), which stops reading the client
+                // while this is over MAX_PENDING.
                 to_pair.extend_from_slice(&plaintext);
                 flush_to(pair, to_pair);
-                if to_pair.len() > MAX_PENDING {
-                    return Progress::Close;
-                }
                 Progress::Continue
             }
             Phase::PreAuth => {
                 let actions = session.machine.input(&plaintext);
                 self.execute(client, session, actions)
+            }
+            Phase::ProxyLogin(_) => {
+                // Kept until the backend login ends, within limits.
+                let _ = session.machine.input(&plaintext);
+                if session.machine.pending_input() > proxying::MAX_CLIENT_PENDING {
+                    return self.proxy_client_overflow(session);
+                }
+                Progress::Continue
+            }
+            Phase::Relay(relay) => {
+                relay.client_to_backend(&plaintext);
+                Progress::Continue
             }
             _ => Progress::Continue,
         }
@@ -450,6 +508,13 @@ impl LoginService {
         }
         if matches!(session.phase, Phase::PreAuth | Phase::TlsHandshake | Phase::Haproxy(_)) {
             self.log_disconnect(session, "Disconnected: Connection closed");
+        }
+        if let Phase::ProxyLogin(_) = session.phase {
+            self.log_disconnect(session, "Disconnected: Connection closed");
+        }
+        if let Phase::Relay(relay) = &session.phase {
+            let reason = relay.disconnect_reason("client");
+            self.proxy_log_info(session, &reason);
         }
         Progress::Close
     }
@@ -519,6 +584,29 @@ impl LoginService {
                     if self.handoff(client, session, prefix, client_input) == Progress::Close {
                         progress = Progress::Close;
                     }
+                }
+                Action::Forwarded(f) => {
+                    let remote = session.remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let local = session.local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    if f.remote_ip.is_some() || f.remote_port.is_some() {
+                        session.remote = Some(SocketAddr::new(
+                            f.remote_ip.unwrap_or(remote.ip()),
+                            f.remote_port.unwrap_or(remote.port()),
+                        ));
+                    }
+                    if f.local_ip.is_some() || f.local_port.is_some() {
+                        session.local = Some(SocketAddr::new(
+                            f.local_ip.unwrap_or(local.ip()),
+                            f.local_port.unwrap_or(local.port()),
+                        ));
+                    }
+                    if let Some(id) = f.session_id {
+                        session.session_id = id;
+                    }
+                }
+                Action::Proxy { user, fields, tag } => {
+                    session.user = Some(user);
+                    queue.extend(self.start_proxy(client, session, &fields, &tag));
                 }
                 Action::Close { reason } => {
                     if let Some(tls) = session.tls.as_mut() {
@@ -648,8 +736,14 @@ impl LoginService {
                 let token = self.new_token(id);
                 let _ =
                     self.poll.registry().register(&mut pair, token, Interest::READABLE | Interest::WRITABLE);
-                session.phase =
-                    Phase::Proxying { pair, token, to_pair: Vec::new(), answered: false, answer: Some(conn) };
+                session.phase = Phase::Proxying {
+                    pair,
+                    token,
+                    to_pair: Vec::new(),
+                    answered: false,
+                    answer: Some(conn),
+                    client_paused: false,
+                };
             }
             None => session.phase = Phase::HandingOff { conn },
         }
@@ -681,6 +775,11 @@ impl LoginService {
     /// Something happened on one of our own sockets for client `id`.
     fn own_socket(&mut self, token: Token, client: &mut Client, session: &mut Session) -> Progress {
         match &mut session.phase {
+            Phase::ProxyLogin(_) => return self.proxy_login_event(client, session),
+            Phase::Relay(_) => return self.relay_event(client, session),
+            _ => {}
+        }
+        match &mut session.phase {
             Phase::HandingOff { conn, .. } => match read_answer(conn) {
                 None => Progress::Continue,
                 Some(Ok(mail_pid)) => {
@@ -695,7 +794,7 @@ impl LoginService {
                     Progress::Close
                 }
             },
-            Phase::Proxying { pair, token: pair_token, to_pair, answered, answer } => {
+            Phase::Proxying { pair, token: pair_token, to_pair, answered, answer, client_paused } => {
                 if token != *pair_token {
                     if let Some(conn) = answer.as_mut() {
                         match read_answer(conn) {
@@ -720,6 +819,10 @@ impl LoginService {
                     return Progress::Continue;
                 }
                 flush_to(pair, to_pair);
+                let resume = *client_paused && to_pair.len() <= MAX_PENDING;
+                if resume {
+                    *client_paused = false;
+                }
                 let mut buf = [0u8; 16384];
                 let mut eof = false;
                 let mut data = Vec::new();
@@ -754,6 +857,9 @@ impl LoginService {
                 flush_tls(client, session);
                 if eof {
                     Progress::Close
+                } else if resume {
+                    // Take up the client input left unread.
+                    Service::readable(self, client, session)
                 } else {
                     Progress::Continue
                 }
@@ -831,6 +937,22 @@ impl Service for LoginService {
             // The post-login process owns the client's input now.
             return Progress::Continue;
         }
+        if let Phase::Proxying { to_pair, client_paused, .. } = &mut session.phase {
+            if to_pair.len() > MAX_PENDING {
+                // The pair's writability (or the poll) resumes reading.
+                *client_paused = true;
+                self.relay_poll_soon(client.id(), proxying::RESUME_POLL);
+                return Progress::Continue;
+            }
+        }
+        if let Phase::Relay(relay) = &mut session.phase {
+            if relay.backend_full() {
+                // Read again once the backend has taken what it has.
+                relay.client_paused = true;
+                self.relay_poll_soon(client.id(), proxying::RESUME_POLL);
+                return Progress::Continue;
+            }
+        }
         let mut data = Vec::new();
         let mut buf = [0u8; 16384];
         let mut eof = false;
@@ -855,6 +977,16 @@ impl Service for LoginService {
             }
         }
         let id = client.id();
+        if data.len() > MAX_READ {
+            // More is waiting unread (readiness is edge-triggered): the
+            // poll picks it up.
+            match &mut session.phase {
+                Phase::Relay(relay) => relay.client_paused = true,
+                Phase::Proxying { client_paused, .. } => *client_paused = true,
+                _ => {}
+            }
+            self.relay_poll_soon(id, Duration::ZERO);
+        }
         if !data.is_empty() && matches!(session.phase, Phase::PreAuth | Phase::TlsHandshake) {
             // The login timeout counts from the connection, not from the
             // last input (as Dovecot's): a client trickling a byte now and
@@ -890,7 +1022,7 @@ impl Service for LoginService {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut next = self.deadlines.values().min().copied();
+        let mut next = self.deadlines.values().chain(self.proxy_timers.values()).min().copied();
         if self.auth.is_none() {
             next = Some(next.map_or(self.auth_retry, |n| n.min(self.auth_retry)));
         }
@@ -942,6 +1074,16 @@ impl Service for LoginService {
             }
         }
         let now = Instant::now();
+        let due: Vec<usize> =
+            self.proxy_timers.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            self.proxy_timers.remove(&id);
+            let Some((client, session)) = clients.get_mut(id) else { continue };
+            if self.proxy_timer(client, session) == Progress::Close {
+                self.forget(id, session);
+                clients.close(id);
+            }
+        }
         let expired: Vec<usize> =
             self.deadlines.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
         for id in expired {
@@ -966,8 +1108,11 @@ impl LoginService {
     /// Drops our bookkeeping for a client that is closing.
     fn forget(&mut self, id: usize, session: &mut Session) {
         self.deadlines.remove(&id);
+        self.proxy_timers.remove(&id);
         self.tokens.retain(|_, c| *c != id);
         match &mut session.phase {
+            Phase::ProxyLogin(login) => login.close(self.poll.registry()),
+            Phase::Relay(relay) => relay.close(self.poll.registry()),
             Phase::HandingOff { conn, .. } => {
                 let _ = self.poll.registry().deregister(conn);
             }

@@ -130,8 +130,8 @@ pub fn drive(machine: &mut dyn Machine, mut actions: Vec<Action>, out: &mut Vec<
                         temporary: false,
                     }))
                 }
-                Action::AuthCancel | Action::StartTls => {}
-                Action::Handoff { .. } => panic!("fixtures never log in"),
+                Action::AuthCancel | Action::StartTls | Action::Forwarded(_) => {}
+                Action::Handoff { .. } | Action::Proxy { .. } => panic!("fixtures never log in"),
             }
         }
         actions = next;

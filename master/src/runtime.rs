@@ -199,6 +199,13 @@ impl Client {
         self.id
     }
 
+    /// Bytes queued for the client that its socket has not taken yet
+    /// (a relaying service stops reading its other side while this is
+    /// large).
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
     /// Queues `data` and writes as much as the socket takes now; the rest
     /// goes out when it becomes writable.
     pub fn send(&mut self, data: &[u8]) {

@@ -189,8 +189,10 @@ fn curl_imaps_and_pop3s_log_in() {
     assert!(pop3s.contains("SSL connection using TLSv1.3"), "{pop3s}");
     assert!(pop3s.contains("< +OK Dovecot ready."), "{pop3s}");
     assert!(pop3s.contains("< +OK Logged in."), "{pop3s}");
+    // The login line is written when the pop3 process answers, which
+    // may be after curl is done.
     assert!(
-        s.dovecot.log_text().contains("pop3-login: Info: Login: user=<alice>, method=PLAIN"),
+        s.dovecot.wait_log("pop3-login: Info: Login: user=<alice>, method=PLAIN", Duration::from_secs(5)),
         "{}",
         s.dovecot.log_text()
     );

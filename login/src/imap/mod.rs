@@ -8,8 +8,9 @@
 mod cmd;
 pub mod parser;
 
+use crate::backend::wants_proxy;
 use crate::policy::{advertised, plaintext_allowed, starttls_offered, Security};
-use crate::sasl::{failure_result, nologin_reason, AuthReply, AuthResult, Mechanism};
+use crate::sasl::{failure_result, nologin_result, AuthReply, AuthResult, Mechanism};
 use crate::settings::LoginSettings;
 use crate::{Action, CLIENT_MAX_BAD_COMMANDS, LOGIN_MAX_INBUF_SIZE};
 use parser::{parse, Parse};
@@ -28,6 +29,9 @@ enum State {
     Authenticating { tag: String, client_turn: bool },
     /// STARTTLS was accepted; waiting for the I/O layer to finish TLS.
     StartingTls,
+    /// Auth said `proxy`: the I/O layer is logging in to the backend.
+    /// Client input is kept, not parsed, until [`ImapLogin::proxy_failed`].
+    Proxying { tag: String },
     /// Handed off or closed: nothing more to do.
     Done,
 }
@@ -42,6 +46,8 @@ pub struct ImapLogin {
     literals_acked: usize,
     state: State,
     actions: Vec<Action>,
+    /// The client ran CAPABILITY (so it may ignore capability resp-codes).
+    capability_requested: bool,
 }
 
 impl ImapLogin {
@@ -55,6 +61,7 @@ impl ImapLogin {
             literals_acked: 0,
             state: State::Commands,
             actions: Vec::new(),
+            capability_requested: false,
         }
     }
 
@@ -132,9 +139,14 @@ impl ImapLogin {
                 self.state = State::Authenticating { tag, client_turn: true };
             }
             AuthReply::Success { user, fields } => {
-                if let Some(reason) = nologin_reason(&fields) {
+                if wants_proxy(&fields) {
+                    self.state = State::Proxying { tag: tag.clone() };
+                    self.actions.push(Action::Proxy { user, fields, tag });
+                    return std::mem::take(&mut self.actions);
+                }
+                if let Some((result, text)) = nologin_result(&fields) {
                     self.state = State::Commands;
-                    self.auth_result(&tag, AuthResult::AuthFailedReason, &reason);
+                    self.auth_result(&tag, result, &text);
                 } else {
                     self.state = State::Done;
                     let mut prefix = b"0".to_vec();
@@ -160,6 +172,33 @@ impl ImapLogin {
         }
         self.process();
         std::mem::take(&mut self.actions)
+    }
+
+    /// Proxying failed (the I/O layer already told the client why): back
+    /// to reading commands, including any the client sent meanwhile.
+    pub fn proxy_failed(&mut self) -> Vec<Action> {
+        if matches!(self.state, State::Proxying { .. }) {
+            self.state = State::Commands;
+            self.process();
+        }
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Input the client sent after its login command (relayed to the
+    /// backend once proxying starts, or handed off).
+    pub fn take_input(&mut self) -> Vec<u8> {
+        self.state = State::Done;
+        std::mem::take(&mut self.input)
+    }
+
+    /// Bytes of client input waiting.
+    pub fn pending_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Whether the client ran CAPABILITY before logging in.
+    pub fn capability_requested(&self) -> bool {
+        self.capability_requested
     }
 
     /// The client went away mid-exchange: cancel a running auth request.

@@ -165,3 +165,47 @@ fn never_panics_on_random_input() {
         let _ = m.input(b"\r\n");
     }
 }
+
+#[test]
+fn proxy_reply_waits_then_resumes_or_hands_over_the_input() {
+    let proxy_fields =
+        || vec![("proxy".to_owned(), String::new()), ("host".to_owned(), "10.0.0.2".to_owned())];
+    let mut m = machine(true);
+    assert_eq!(sent(&m.input(b"x CAPABILITY\r\n")).lines().count(), 2);
+    assert!(m.capability_requested());
+    m.input(b"a LOGIN alice secret\r\nb NOOP\r\n");
+    let a = m.auth_reply(AuthReply::Success { user: "alice".into(), fields: proxy_fields() });
+    assert_eq!(a, vec![Action::Proxy { user: "alice".into(), fields: proxy_fields(), tag: "a".into() }]);
+    // Input while the backend login runs is kept, not run.
+    assert!(m.input(b"c NOOP\r\n").is_empty());
+    assert_eq!(m.pending_input(), 16);
+    // The backend login failed: the pipelined commands run now.
+    assert_eq!(sent(&m.proxy_failed()), "b OK NOOP completed.\r\nc OK NOOP completed.\r\n");
+
+    m.input(b"d LOGIN alice secret\r\ne SELECT INBOX\r\n");
+    let a = m.auth_reply(AuthReply::Success { user: "alice".into(), fields: proxy_fields() });
+    assert!(matches!(&a[0], Action::Proxy { tag, .. } if tag == "d"));
+    assert_eq!(m.take_input(), b"e SELECT INBOX\r\n");
+    assert!(m.is_done());
+}
+
+#[test]
+fn id_forwarding_only_from_trusted_networks() {
+    let id = b"i ID (\"x-session-id\" \"abcDEF123\" \"x-originating-ip\" \"192.0.2.7\" \"x-originating-port\" \"4711\" \"x-connected-ip\" \"10.0.0.1\" \"x-connected-port\" \"143\" \"x-proxy-ttl\" \"4\")\r\n";
+    let trusted = Security { tls: false, secured: true, trusted: true };
+    let mut m = ImapLogin::new(LoginSettings::default(), trusted, mechanisms());
+    let a = m.input(id);
+    assert_eq!(
+        a[0],
+        Action::Forwarded(crate::Forwarded {
+            remote_ip: Some("192.0.2.7".parse().unwrap()),
+            remote_port: Some(4711),
+            local_ip: Some("10.0.0.1".parse().unwrap()),
+            local_port: Some(143),
+            session_id: Some("abcDEF123".into()),
+        })
+    );
+    assert!(sent(&a).ends_with("i OK ID completed.\r\n"));
+    let mut m = machine(true);
+    assert!(!m.input(id).iter().any(|a| matches!(a, Action::Forwarded(_))));
+}

@@ -6,8 +6,9 @@
 
 mod cmd;
 
+use crate::backend::wants_proxy;
 use crate::policy::Security;
-use crate::sasl::{failure_result, nologin_reason, AuthReply, AuthResult, Mechanism};
+use crate::sasl::{failure_result, nologin_result, AuthReply, AuthResult, Mechanism};
 use crate::settings::LoginSettings;
 use crate::{Action, CLIENT_MAX_BAD_COMMANDS, LOGIN_MAX_INBUF_SIZE};
 
@@ -17,8 +18,12 @@ pub const MAX_AUTH_RESPONSE: usize = 8192;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Commands,
-    Authenticating { client_turn: bool },
+    Authenticating {
+        client_turn: bool,
+    },
     StartingTls,
+    /// Logging in to a proxy backend (see [`crate::backend`]).
+    Proxying,
     Done,
 }
 
@@ -57,11 +62,14 @@ impl Pop3Login {
         self.apop_challenge = challenge;
     }
 
-    /// `+OK <login_greeting>[ <apop challenge>]`.
+    /// `+OK [XCLIENT] <login_greeting>[ <apop challenge>]`, the
+    /// `[XCLIENT]` only to `login_trusted_networks` (a Dovecot proxy saves
+    /// a CAPA round trip with it).
     pub fn greeting(&mut self) -> Vec<Action> {
+        let xclient = if self.security.trusted { "[XCLIENT] " } else { "" };
         let line = match &self.apop_challenge {
-            Some(c) => format!("+OK {} {c}\r\n", self.settings.login_greeting),
-            None => format!("+OK {}\r\n", self.settings.login_greeting),
+            Some(c) => format!("+OK {xclient}{} {c}\r\n", self.settings.login_greeting),
+            None => format!("+OK {xclient}{}\r\n", self.settings.login_greeting),
         };
         vec![Action::Send(line.into_bytes())]
     }
@@ -105,9 +113,14 @@ impl Pop3Login {
                 self.state = State::Authenticating { client_turn: true };
             }
             AuthReply::Success { user, fields } => {
-                if let Some(reason) = nologin_reason(&fields) {
+                if wants_proxy(&fields) {
+                    self.state = State::Proxying;
+                    self.actions.push(Action::Proxy { user, fields, tag: String::new() });
+                    return std::mem::take(&mut self.actions);
+                }
+                if let Some((result, text)) = nologin_result(&fields) {
                     self.state = State::Commands;
-                    self.auth_result(AuthResult::AuthFailedReason, &reason);
+                    self.auth_result(result, &text);
                 } else {
                     self.state = State::Done;
                     let client_input = std::mem::take(&mut self.input);
@@ -130,6 +143,25 @@ impl Pop3Login {
         }
         self.process();
         std::mem::take(&mut self.actions)
+    }
+
+    /// Proxying failed (the client was told): back to reading commands.
+    pub fn proxy_failed(&mut self) -> Vec<Action> {
+        if self.state == State::Proxying {
+            self.state = State::Commands;
+            self.process();
+        }
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Input the client sent after its login command.
+    pub fn take_input(&mut self) -> Vec<u8> {
+        self.state = State::Done;
+        std::mem::take(&mut self.input)
+    }
+
+    pub fn pending_input(&self) -> usize {
+        self.input.len()
     }
 
     pub fn disconnected(&mut self) -> Vec<Action> {

@@ -77,3 +77,42 @@ fn apop_greeting_and_command() {
     let a = m.input(b"APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n");
     assert!(matches!(&a[..], [Action::AuthBegin { mechanism, .. }] if mechanism == "APOP"));
 }
+
+#[test]
+fn proxy_reply_waits_then_resumes() {
+    let mut m = Pop3Login::new(
+        LoginSettings::default(),
+        Security { tls: true, secured: true, trusted: false },
+        mechanisms(),
+    );
+    m.input(b"USER alice\r\nPASS secret\r\nCAPA\r\n");
+    let fields = vec![("proxy".to_owned(), String::new())];
+    let a = m.auth_reply(AuthReply::Success { user: "alice".into(), fields: fields.clone() });
+    assert_eq!(a, vec![Action::Proxy { user: "alice".into(), fields, tag: String::new() }]);
+    assert!(m.input(b"QUIT\r\n").is_empty());
+    let a = m.proxy_failed();
+    assert!(sent(&a).starts_with("+OK\r\nCAPA"), "{}", sent(&a));
+    assert!(sent(&a).ends_with("+OK Logging out\r\n"), "{}", sent(&a));
+}
+
+#[test]
+fn xclient_from_trusted_networks_only() {
+    let trusted = Security { tls: false, secured: true, trusted: true };
+    let mut m = Pop3Login::new(LoginSettings::default(), trusted, mechanisms());
+    assert_eq!(sent(&m.greeting()), "+OK [XCLIENT] Dovecot ready.\r\n");
+    let a = m.input(b"XCLIENT ADDR=192.0.2.7 PORT=4711 SESSION=abc123 TTL=4\r\n");
+    assert_eq!(
+        a[0],
+        Action::Forwarded(crate::Forwarded {
+            remote_ip: Some("192.0.2.7".parse().unwrap()),
+            remote_port: Some(4711),
+            session_id: Some("abc123".into()),
+            ..crate::Forwarded::default()
+        })
+    );
+    assert_eq!(sent(&a), "+OK Updated\r\n");
+    assert_eq!(sent(&m.input(b"XCLIENT ADDR=nope\r\n")), "-ERR Invalid parameters\r\n");
+    let mut m = Pop3Login::new(LoginSettings::default(), Security::default(), mechanisms());
+    assert_eq!(sent(&m.greeting()), "+OK Dovecot ready.\r\n");
+    assert_eq!(sent(&m.input(b"XCLIENT ADDR=192.0.2.7\r\n")), "-ERR You are not from trusted IP\r\n");
+}

@@ -8,6 +8,7 @@ mod pass;
 mod quit;
 mod stls;
 mod user;
+mod xclient;
 
 use super::Pop3Login;
 
@@ -20,6 +21,7 @@ pub(super) fn run(client: &mut Pop3Login, name: &str, args: &[u8]) -> bool {
         "APOP" => apop::run(client, args),
         "STLS" => stls::run(client),
         "QUIT" => quit::run(client),
+        "XCLIENT" => xclient::run(client, args),
         _ => return false,
     }
     true
