@@ -149,7 +149,9 @@ impl Parser {
                     newline?;
                     self.cmd.pop();
                     self.counted -= 1;
-                    if self.cmd.last() == Some(&b'\r') {
+                    // Only this line's own CR: a literal just before a
+                    // bare LF may end in one that is message data.
+                    if self.cmd.len() > self.line_start && self.cmd.last() == Some(&b'\r') {
                         self.cmd.pop();
                         self.counted -= 1;
                     }
@@ -459,6 +461,22 @@ mod tests {
                     Arg::Nil,
                 ]
             )]
+        );
+    }
+
+    #[test]
+    fn a_literal_ending_in_cr_keeps_it_before_a_bare_lf() {
+        let mut p = Parser::new(Limits::default());
+        let ev = feed(&mut p, b"a APPEND INBOX {4+}\r\nab\r\r\n");
+        assert_eq!(
+            ev,
+            vec![cmd("a", "APPEND", vec![Arg::Atom("INBOX".into()), Arg::Literal(b"ab\r\r".to_vec())])]
+        );
+        let mut p = Parser::new(Limits::default());
+        let ev = feed(&mut p, b"a APPEND INBOX {3+}\r\nab\r\n");
+        assert_eq!(
+            ev,
+            vec![cmd("a", "APPEND", vec![Arg::Atom("INBOX".into()), Arg::Literal(b"ab\r".to_vec())])]
         );
     }
 
