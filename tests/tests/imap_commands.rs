@@ -50,6 +50,25 @@ fn run_commands(name: &str, location: &str) {
     assert!(log.contains("expunged=3"), "logout counters: {log}");
 }
 
+/// SPECIAL-USE is advertised only when a configured mailbox has a
+/// `special_use` (the server of the other tests has none), and then after
+/// the rest of the string, before plugin capabilities, as Dovecot does.
+#[test]
+fn special_use_is_advertised_with_special_use_mailboxes() {
+    let s = start_with(
+        "imap-special-use-cap",
+        "maildir:~/Maildir",
+        "mail_plugins = imap_zlib\nnamespace inbox {\n inbox = yes\n mailbox Junk {\n  special_use = \\Junk\n  auto = create\n }\n}\n",
+    );
+    let mut c = Raw::login(s.imap);
+    let caps = c.cmd("C", "CAPABILITY");
+    let line = caps.lines().find(|l| l.starts_with("* CAPABILITY ")).unwrap_or_default();
+    assert!(line.trim_end().ends_with(" LITERAL+ SPECIAL-USE COMPRESS=DEFLATE"), "{caps}");
+    let list = c.cmd("L", "LIST \"\" Junk RETURN (SPECIAL-USE)");
+    assert!(list.contains("\\Junk"), "{list}");
+    c.cmd("Z", "LOGOUT");
+}
+
 #[test]
 fn imap_logout_format_is_honoured() {
     let s = start_with(

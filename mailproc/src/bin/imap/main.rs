@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use dovecote_config::model::ConnectionInfo;
 use dovecote_config::var_expand::{self, Variable};
-use dovecote_config::Config;
+use dovecote_config::{Config, SectionKind};
 use dovecote_mailproc::imap::parser::Event;
 use dovecote_mailproc::postlogin::deflate;
 use dovecote_mailproc::postlogin::{Flow, LoggedIn, MailProtocol, PostLogin, Reply, OUTPUT_LIMIT};
@@ -37,19 +37,21 @@ use session::{Session, SyncKind};
 /// URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED
 /// I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN
 /// CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY
-/// PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE`.
+/// PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY`; SPECIAL-USE is added
+/// after it (and after `imap_capability`) only when some configured mailbox
+/// has a `special_use`, as Dovecot's imap does.
 const DOVECOT_CAPABILITY: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
      THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT \
      CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES \
      WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE \
-     SAVEDATE LITERAL+ NOTIFY SPECIAL-USE";
+     SAVEDATE LITERAL+ NOTIFY";
 
 /// What this process implements (SASL-IR and LOGIN-REFERRALS are facts
 /// about the login half, kept as Dovecot does).
 const IMPLEMENTED: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
      THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN \
      NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE \
-     SAVEDATE LITERAL+ SPECIAL-USE";
+     SAVEDATE LITERAL+";
 
 /// `imap_idle_notify_interval` default: `* OK Still here` while idling.
 const IDLE_NOTIFY: Duration = Duration::from_secs(120);
@@ -58,6 +60,14 @@ const IDLE_NOTIFY: Duration = Duration::from_secs(120);
 fn default_capability() -> String {
     let have: Vec<&str> = IMPLEMENTED.split_whitespace().collect();
     DOVECOT_CAPABILITY.split_whitespace().filter(|c| have.contains(c)).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether any namespace's `mailbox { special_use = … }` is set: only
+/// then does Dovecot advertise SPECIAL-USE.
+fn has_special_use_mailboxes(config: &Config) -> bool {
+    config.root.children_of(SectionKind::Namespace).any(|ns| {
+        ns.children_of(SectionKind::Mailbox).any(|mailbox| !mailbox.text("special_use").trim().is_empty())
+    })
 }
 
 pub struct Imap {
@@ -79,6 +89,9 @@ impl Imap {
         };
         let mut imap =
             Imap { capability, max_line, logout_format: config.text("imap_logout_format"), compress: None };
+        if has_special_use_mailboxes(config) {
+            imap.capability.push_str(" SPECIAL-USE");
+        }
         // As Dovecot: COMPRESS exists only with the imap_zlib plugin, which
         // appends its capability to whatever the string is.
         if config.text("mail_plugins").split_whitespace().any(|p| p == "imap_zlib") {
