@@ -7,9 +7,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The workspace's test-certificate helper (tests/tests/common/certs.rs).
+#[path = "../../tests/tests/common/certs.rs"]
+mod certs;
 
 fn bin_dir() -> PathBuf {
     let me = PathBuf::from(env!("CARGO_BIN_EXE_imap-login"));
@@ -46,58 +50,6 @@ impl Drop for Instance {
     }
 }
 
-fn make_certs(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=dovecote test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "req.pem",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
 // A test thread has no event loop to block; waiting is the point here.
 #[allow(clippy::disallowed_methods)]
 fn start(name: &str, extra: &str) -> Instance {
@@ -106,7 +58,7 @@ fn start(name: &str, extra: &str) -> Instance {
     let dir = PathBuf::from(format!("/tmp/dovecote-login-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    make_certs(&dir);
+    certs::make_certs(&dir);
     let (imap, imaps, pop3, pop3s) = (free_port(), free_port(), free_port(), free_port());
     let conf = format!(
         "base_dir = {d}/run\nlog_path = {d}/dovecot.log\nlisten = 127.0.0.1\nprotocols = imap pop3\n\

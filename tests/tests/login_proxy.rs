@@ -342,60 +342,6 @@ fn refusals_and_failures_are_worded_as_dovecot() {
     let _ = p.front_dir;
 }
 
-/// A CA and a `localhost`/127.0.0.1 server certificate in `dir`.
-fn make_certs(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=dovecote proxy test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "req.pem",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
 const TLS_CLIENT: &str = r#"
 import hashlib, imaplib, sys
 port = int(sys.argv[1])
@@ -425,7 +371,7 @@ fn tls_to_the_backend_at_connect_and_after_starttls() {
     let backend_dir = PathBuf::from(format!("/tmp/dovecote-test-login-proxy-tls-backend-{id}"));
     let certs = PathBuf::from(format!("/tmp/dovecote-test-login-proxy-tls-certs-{id}"));
     let _ = std::fs::remove_dir_all(&certs);
-    make_certs(&certs);
+    certs::make_certs(&certs);
     let (b_imap, b_imaps) = (free_port(), free_port());
     let body = format!(
         "protocols = imap\nssl = yes\nssl_cert = <{c}/cert.pem\nssl_key = <{c}/key.pem\n\

@@ -37,14 +37,7 @@ fn start_with(name: &str, login_service: &str, extra: &str) -> Setup {
     let certs = dir.with_extension("certs");
     let _ = std::fs::remove_dir_all(&certs);
     std::fs::create_dir_all(&certs).unwrap();
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"])
-        .args(["-days", "2", "-subj", "/CN=dovecote test CA"])
-        .current_dir(&certs)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    make_server_cert(&certs);
+    certs::make_certs(&certs);
     let (imap, imaps, pop3s) = (free_port(), free_port(), free_port());
     let extra = extra.replace("CERTS", &certs.display().to_string());
     let body = format!(
@@ -61,43 +54,6 @@ fn start_with(name: &str, login_service: &str, extra: &str) -> Setup {
     vmail_homes_and_passwd(&dir, "alice:{PLAIN}Secr3t::::::\n");
     dovecot.wait_sockets(&["auth-master", "login/login", "login/imap", "login/pop3"]);
     Setup { dovecot, dir: certs, imap, imaps, pop3s }
-}
-
-fn make_server_cert(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "req.pem",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
 }
 
 fn python(script: &str) -> String {
@@ -291,41 +247,24 @@ fn unauthenticated_clients_are_disconnected_after_three_minutes() {
 /// A client certificate for `cn`, signed by the test CA (v3, clientAuth:
 /// webpki refuses v1 certificates).
 fn make_client_cert(dir: &Path, cn: &str) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
     let subj = format!("/O=Example/CN={cn}");
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.req",
-        "-subj",
-        &subj,
-    ]);
+    certs::openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.req",
+            "-subj",
+            &subj,
+        ],
+    );
     std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.req",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "client.cnf",
-    ]);
+    certs::sign(dir, "client.req", "client.pem", "client.cnf");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! notifications, and helpers that poll instead of sleeping.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod imap;
 pub mod postfix;
 
