@@ -356,6 +356,18 @@ fn parse_options<'a>(args: &[&'a str]) -> Result<Options<'a>, String> {
     Ok(o)
 }
 
+/// The filter of the masks given and anvil's sessions, or the exit code
+/// after saying why not.
+fn masks_and_sessions(base_dir: &Path, o: &Options<'_>) -> Result<(Filter, Vec<WhoLine>), ExitCode> {
+    let filter = Filter::parse(&o.masks).map_err(|e| usage(&e))?;
+    let path = o.socket.clone().unwrap_or_else(|| base_dir.join("anvil"));
+    let lines = connect_dump(&path).map_err(|e| {
+        eprintln!("Fatal: {e}");
+        ExitCode::from(EXIT_TEMPFAIL)
+    })?;
+    Ok((filter, lines))
+}
+
 fn usage(text: &str) -> ExitCode {
     eprintln!("Error: {text}");
     ExitCode::from(EXIT_USAGE)
@@ -368,17 +380,9 @@ pub fn who(base_dir: &Path, args: &[&str]) -> ExitCode {
         Ok(_) => return usage("Unknown parameter: -f"),
         Err(e) => return usage(&e),
     };
-    let filter = match Filter::parse(&o.masks) {
-        Ok(f) => f,
-        Err(e) => return usage(&e),
-    };
-    let path = o.socket.unwrap_or_else(|| base_dir.join("anvil"));
-    let lines = match connect_dump(&path) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("Fatal: {e}");
-            return ExitCode::from(EXIT_TEMPFAIL);
-        }
+    let (filter, lines) = match masks_and_sessions(base_dir, &o) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let table = if o.separate {
         let columns =
@@ -475,17 +479,9 @@ pub fn kick(base_dir: &Path, args: &[&str]) -> ExitCode {
     if o.masks.is_empty() {
         return usage("user and/or ip[/bits] must be specified.");
     }
-    let filter = match Filter::parse(&o.masks) {
-        Ok(f) => f,
-        Err(e) => return usage(&e),
-    };
-    let path = o.socket.unwrap_or_else(|| base_dir.join("anvil"));
-    let lines = match connect_dump(&path) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("Fatal: {e}");
-            return ExitCode::from(EXIT_TEMPFAIL);
-        }
+    let (filter, lines) = match masks_and_sessions(base_dir, &o) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let plan = plan_kick(&lines, &filter, o.force);
     if !plan.warning_users.is_empty() {
