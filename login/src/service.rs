@@ -874,6 +874,13 @@ impl Service for LoginService {
 
     fn connected(&mut self, client: &mut Client) -> Option<Session> {
         let remote = client.remote;
+        if let Stream::Tcp(s) = &client.stream {
+            // TCP_NODELAY, as Dovecot's socket ostreams set it: a reply
+            // leaving in two writes (TLS session tickets, then the
+            // greeting) would otherwise wait for the client's delayed ACK
+            // (40 ms). Best effort: the connection works without it.
+            let _ = s.set_nodelay(true);
+        }
         let local = match &client.stream {
             Stream::Tcp(s) => s.local_addr().ok(),
             Stream::Unix(_) => None,
