@@ -291,3 +291,22 @@ fn mbox_mailboxes_are_files_without_children() {
     assert_eq!(attrs("INBOX"), "\\HasChildren", "{list:?}");
     assert_eq!(attrs("INBOX/kid"), "\\NoInferiors", "{list:?}");
 }
+
+#[test]
+fn new_maildir_files_get_uids_in_file_name_order_as_in_dovecot() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    // Written (and so given inodes and mtimes) in another order than their
+    // names sort in, all in the same second.
+    let names = ["1700000000.M300P1.host", "1700000000.M20P1.host", "1699999999.M999P1.host"];
+    for (i, name) in names.iter().enumerate() {
+        fs::write(maildir.join("new").join(name), format!("Subject: {i}\n\nbody\n")).unwrap();
+    }
+    let u = user(&format!("maildir:{}", maildir.display()));
+    let inbox = u.open("INBOX").unwrap();
+    let order: Vec<&str> = inbox.messages().map(|m| m.guid.as_str()).collect();
+    assert_eq!(order, ["1699999999.M999P1.host", "1700000000.M20P1.host", "1700000000.M300P1.host"]);
+}

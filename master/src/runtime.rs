@@ -248,6 +248,7 @@ pub fn run<S: Service>(build: impl FnOnce(&Context) -> S) -> ! {
     let args: Vec<OsString> = std::env::args_os().collect();
     let argv_area = sys::ArgvArea::locate(&args);
     let title = args.first().map(|a| a.to_string_lossy().trim_end().to_owned()).unwrap_or_default();
+    sys::limit_malloc_arenas();
     install_panic_hook();
     match setup() {
         Ok(ctx) => {

@@ -26,6 +26,21 @@ pub fn fork() -> nix::Result<ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
+/// Keeps glibc malloc to two arenas. Each thread that allocates otherwise
+/// gets its own arena, reserving 64 MiB of address space; the storage's
+/// scan threads (8) then pushed a mail process past its `vsz_limit`
+/// (default 256M) on a large mailbox and the allocator aborted. The
+/// services are event loops whose few helper threads are short-lived, so
+/// sharing arenas costs nothing measurable.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it is called at
+    // start-up before this process starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Ends the process at once, without running atexit handlers or flushing
 /// stdio buffers that the forked child shares with its parent.
 pub fn exit_now(code: i32) -> ! {

@@ -106,6 +106,11 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     fn uid_is_identity(&self) -> bool {
         false
     }
+    /// The order new files without a UID get their UIDs in: by received
+    /// date unless the format knows better (Maildir: the file names).
+    fn new_file_order(&self, a: &ScannedMessage, b: &ScannedMessage) -> std::cmp::Ordering {
+        a.received.cmp(&b.received)
+    }
     /// Persists format-side metadata after a transaction (Maildir's
     /// dovecot-uidlist). `appended` are new UIDs in ascending order. Flushes
     /// may be left in `pending`, which the caller runs after unlocking.

@@ -596,7 +596,8 @@ impl Mailbox {
             state.apply(&Record::Append(scanned_record(m, uid, modseq)));
         }
         if !self.backend.uid_is_identity() {
-            later.sort_by_key(|m| m.received);
+            let backend = &self.backend;
+            later.sort_by(|a, b| backend.new_file_order(a, b));
         }
         for m in later {
             let uid = state.uid_next;
@@ -838,7 +839,13 @@ fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
         txn.rewrite = true;
     }
     if !identity {
-        new_files.sort_by_key(|m| (m.uid.unwrap_or(u32::MAX), m.received));
+        let backend = txn.backend;
+        new_files.sort_by(|a, b| {
+            a.uid
+                .unwrap_or(u32::MAX)
+                .cmp(&b.uid.unwrap_or(u32::MAX))
+                .then_with(|| backend.new_file_order(a, b))
+        });
     }
     for m in new_files {
         let uid = match m.uid {

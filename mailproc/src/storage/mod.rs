@@ -41,7 +41,9 @@ static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Logs a warning (stderr, which the master turns into a log line) and
 /// keeps it for [`take_warnings`].
 pub fn warn(message: &str) {
-    eprintln!("Warning: {message}");
+    // The service log pipe's line format (`LEVEL\ttext`): the master logs
+    // it as `service: Warning: text`, not as a stray error line.
+    eprintln!("WARNING\t{message}");
     if let Ok(mut w) = WARNINGS.lock() {
         w.push(message.to_string());
     }

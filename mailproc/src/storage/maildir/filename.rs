@@ -87,9 +87,54 @@ pub fn keyword_names(indexes: &[usize], list: &[String]) -> Keywords {
     indexes.iter().filter_map(|i| list.get(*i).cloned()).collect()
 }
 
+/// Dovecot's order of new Maildir files (its UID order for them): the
+/// leading seconds, then the `.M<usecs>` part when both have one, then the
+/// base names as strings.
+pub fn sort_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn number(s: &str) -> (u64, &str) {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        (
+            s[..end].bytes().fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))),
+            &s[end..],
+        )
+    }
+    let ((secs_a, rest_a), (secs_b, rest_b)) = (number(a), number(b));
+    let usecs = |rest: &str| rest.strip_prefix(".M").map(|r| number(r).0);
+    let base = |name: &str| name.split(':').next().unwrap_or(name).to_string();
+    secs_a
+        .cmp(&secs_b)
+        .then_with(|| match (usecs(rest_a), usecs(rest_b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => std::cmp::Ordering::Equal,
+        })
+        .then_with(|| base(rest_a).cmp(&base(rest_b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_files_sort_by_time_in_the_name() {
+        let mut names = vec![
+            "1700000001.M5P1.host:2,S",
+            "1700000000.M900P2.host",
+            "1700000000.M10P3.host,S=5",
+            "999.x",
+            "1700000000.M10P2.host",
+        ];
+        names.sort_by(|a, b| sort_cmp(a, b));
+        assert_eq!(
+            names,
+            [
+                "999.x",
+                "1700000000.M10P2.host",
+                "1700000000.M10P3.host,S=5",
+                "1700000000.M900P2.host",
+                "1700000001.M5P1.host:2,S"
+            ]
+        );
+    }
 
     #[test]
     fn dovecot_names() {

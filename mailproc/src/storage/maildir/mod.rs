@@ -253,6 +253,10 @@ fn hostname() -> String {
 }
 
 impl Backend for MaildirBackend {
+    fn new_file_order(&self, a: &ScannedMessage, b: &ScannedMessage) -> std::cmp::Ordering {
+        filename::sort_cmp(base_of(&a.location), base_of(&b.location))
+    }
+
     fn format(&self) -> crate::storage::location::Format {
         crate::storage::location::Format::Maildir
     }
