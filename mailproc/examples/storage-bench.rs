@@ -7,12 +7,77 @@
 //! storage-bench fill  MAIL_LOCATION COUNT SIZE   # bulk load (batches, no fsync)
 //! storage-bench open  MAIL_LOCATION              # open INBOX + sync + STATUS
 //! storage-bench flags MAIL_LOCATION              # add \Flagged to every message
+//! storage-bench search MAIL_LOCATION COUNT WORD  # open + SEARCH BODY WORD over the first COUNT
 //! ```
+//!
+//! `search` evaluates the IMAP process's own search program
+//! (`imap::search::SearchProgram`, the code `SEARCH BODY` runs) on each of the
+//! first COUNT messages in UID order, reading each message from the store as
+//! the imap process does; it prints the number of matches on stderr.
 
 use std::time::Instant;
 
 use dovecote_config::var_expand::MailVars;
-use dovecote_mailproc::storage::{FlagOp, FlagUpdate, Flags, MailLocation, NewMessage, User};
+use dovecote_mailproc::imap::args::Arg;
+use dovecote_mailproc::imap::message::{SearchContext, SearchMessage};
+use dovecote_mailproc::imap::search::SearchProgram;
+use dovecote_mailproc::storage::mailbox::header_len;
+use dovecote_mailproc::storage::{
+    FlagOp, FlagUpdate, Flags, Keywords, MailLocation, Mailbox, MessageRecord, NewMessage, User,
+};
+
+/// One message as SEARCH sees it, read from the mailbox on first use (as
+/// the imap process's `session::Message`).
+struct Searched<'a> {
+    mailbox: &'a mut Mailbox,
+    record: MessageRecord,
+    seq: u32,
+    header: Option<Vec<u8>>,
+    data: Option<Vec<u8>>,
+}
+
+impl SearchMessage for Searched<'_> {
+    fn seq(&self) -> u32 {
+        self.seq
+    }
+    fn uid(&self) -> u32 {
+        self.record.uid
+    }
+    fn flags(&self) -> Flags {
+        self.record.flags
+    }
+    fn keywords(&self) -> &Keywords {
+        &self.record.keywords
+    }
+    fn recent(&self) -> bool {
+        false
+    }
+    fn modseq(&self) -> u64 {
+        self.record.modseq
+    }
+    fn internal_date(&self) -> (i64, i32) {
+        (self.record.received, 0)
+    }
+    fn save_date(&self) -> Option<i64> {
+        Some(self.record.saved)
+    }
+    fn size(&mut self) -> u64 {
+        self.record.virtual_size
+    }
+    fn header(&mut self) -> &[u8] {
+        if self.header.is_none() {
+            let data = self.message().to_vec();
+            self.header = Some(data[..header_len(&data)].to_vec());
+        }
+        self.header.as_deref().unwrap_or_default()
+    }
+    fn message(&mut self) -> &[u8] {
+        if self.data.is_none() {
+            self.data = Some(self.mailbox.read_message(self.record.uid).unwrap_or_default());
+        }
+        self.data.as_deref().unwrap_or_default()
+    }
+}
 
 fn message(n: usize, size: usize) -> Vec<u8> {
     let mut m = format!(
@@ -30,7 +95,9 @@ Date: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <{n}.bench@example.org>\n\n"
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: storage-bench save|save-batch|fill|open|flags MAIL_LOCATION [COUNT SIZE]");
+        eprintln!(
+            "usage: storage-bench save|save-batch|fill|open|flags|search MAIL_LOCATION [COUNT SIZE|WORD]"
+        );
         std::process::exit(64)
     };
     let (Some(op), Some(location)) = (args.get(1), args.get(2)) else { usage() };
@@ -103,6 +170,39 @@ fn main() {
                 inbox.flush()?;
                 drop(inbox);
                 Ok(start.elapsed().as_secs_f64())
+            }
+            "search" => {
+                let word = args.get(4).cloned().unwrap_or_else(|| "zebra".into());
+                let program = match SearchProgram::parse(
+                    &[Arg::Atom("BODY".into()), Arg::Quoted(word.into_bytes())],
+                    None,
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("search: {e}");
+                        std::process::exit(1)
+                    }
+                };
+                let start = Instant::now();
+                let mut inbox = user.open("INBOX")?;
+                let records: Vec<MessageRecord> = inbox.messages().take(count).cloned().collect();
+                let ctx = SearchContext {
+                    max_seq: records.len() as u32,
+                    max_uid: records.last().map_or(0, |r| r.uid),
+                    saved: None,
+                    now: 0,
+                };
+                let mut hits = 0usize;
+                for (i, record) in records.into_iter().enumerate() {
+                    let mut msg =
+                        Searched { mailbox: &mut inbox, record, seq: i as u32 + 1, header: None, data: None };
+                    if program.matches(&mut msg, &ctx) {
+                        hits += 1;
+                    }
+                }
+                let elapsed = start.elapsed().as_secs_f64();
+                eprintln!("matches={hits}");
+                Ok(elapsed)
             }
             _ => usage(),
         }

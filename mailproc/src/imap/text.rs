@@ -157,11 +157,21 @@ pub fn decode_body(body: &[u8], transfer_encoding: Option<&[u8]>, charset: Optio
 /// The comparison form: canonical decomposition, then each character's
 /// uppercase (Dovecot compares decomposed titlecase).
 pub fn fold(s: &str) -> String {
+    // ASCII is its own decomposition and uppercases to one ASCII byte:
+    // most bodies take this path (SEARCH BODY folds every text body), and
+    // the per-char `to_uppercase` iterator below cost ~80 % of a search.
+    if s.is_ascii() {
+        return s.to_ascii_uppercase();
+    }
     let nfd = DecomposingNormalizerBorrowed::new_nfd();
     let decomposed = nfd.normalize(s);
     let mut out = String::with_capacity(decomposed.len());
     for c in decomposed.chars() {
-        out.extend(c.to_uppercase());
+        if c.is_ascii() {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
     }
     out
 }
@@ -204,5 +214,7 @@ mod tests {
         assert_eq!(fold("Grüße"), fold("GRÜßE"));
         assert!(fold("café").starts_with(&fold("cafe")));
         assert_eq!(compress_lwsp("a \t\n b"), "a b");
+        assert_eq!(fold("Lorem ipsum, 42!"), "LOREM IPSUM, 42!");
+        assert_eq!(fold("straße é"), "STRASSE E\u{301}");
     }
 }
