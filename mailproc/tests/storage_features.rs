@@ -310,3 +310,29 @@ fn new_maildir_files_get_uids_in_file_name_order_as_in_dovecot() {
     let order: Vec<&str> = inbox.messages().map(|m| m.guid.as_str()).collect();
     assert_eq!(order, ["1699999999.M999P1.host", "1700000000.M20P1.host", "1700000000.M300P1.host"]);
 }
+
+/// An sdbox save changes dbox-Mails, so every save rescans it; files the
+/// index already has must not be read again (that made each save cost
+/// O(mailbox size)). A file of a known message overwritten with junk
+/// proves it: the scan after the next save doesn't notice.
+#[test]
+fn sdbox_saves_do_not_reread_the_messages_the_index_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = user(&format!("sdbox:{}/sdbox", dir.path().display()));
+    let mut inbox = u.open("INBOX").unwrap();
+    for n in 1..=3 {
+        inbox.save(&msg(n)).unwrap();
+    }
+    let mails = dir.path().join("sdbox/mailboxes/INBOX/dbox-Mails");
+    fs::write(mails.join("u.1"), b"junk, not a dbox file").unwrap();
+    // Another process's save, then ours sees the directory change.
+    u.open("INBOX").unwrap().save(&msg(4)).unwrap();
+    inbox.save(&msg(5)).unwrap();
+    let uids: Vec<u32> = inbox.messages().map(|m| m.uid).collect();
+    assert_eq!(uids, [1, 2, 3, 4, 5]);
+    assert!(
+        !dovecote_mailproc::storage::warnings().iter().any(|w| w.contains("skipping broken file")),
+        "{:?}",
+        dovecote_mailproc::storage::warnings()
+    );
+}

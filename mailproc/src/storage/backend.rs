@@ -93,12 +93,12 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     fn needs_scan(&self, stamp: &str) -> bool;
     /// Lists every message on disk.
     fn scan(&self) -> Result<Scan>;
-    /// Like [`Backend::scan`], but messages whose GUID `known` accepts are
-    /// already in the index: only their uid, guid, location and flags are
-    /// looked at, so a format may leave their dates and sizes unread (0)
-    /// instead of a `stat` per file on every sync.
-    fn scan_known(&self, known: &dyn Fn(&str) -> bool) -> Result<Scan> {
-        let _ = known;
+    /// Like [`Backend::scan`], but files the index already has (by GUID or
+    /// location) are taken from it: only their uid, guid, location and
+    /// flags count, so a format may leave their dates and sizes unread (0)
+    /// instead of a `stat` or read per file on every sync.
+    fn scan_known(&self, index: &MailboxState) -> Result<Scan> {
+        let _ = index;
         self.scan()
     }
     /// Whether a UID found in the files identifies the message by itself

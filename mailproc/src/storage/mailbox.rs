@@ -789,7 +789,7 @@ fn apply_scan(txn: &mut Txn<'_>) -> Result<()> {
     // Files the index already has need no stat: under steady delivery every
     // transaction rescans (directory mtimes keep moving), and a stat per
     // message made each save O(mailbox size).
-    let scan = txn.backend.scan_known(&|guid| by_guid.contains_key(guid))?;
+    let scan = txn.backend.scan_known(txn.state)?;
     if let Some(next) = scan.uid_next {
         if next > txn.state.uid_next {
             let highest_modseq = txn.state.highest_modseq;

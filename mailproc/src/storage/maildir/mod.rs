@@ -225,6 +225,105 @@ impl MaildirBackend {
             virtual_size,
         }))
     }
+
+    /// Lists the files; those whose base name `known` accepts are taken
+    /// from their names alone (see [`Backend::scan_known`]).
+    fn scan_with(&self, known: &dyn Fn(&str) -> bool) -> Result<Scan> {
+        let list = self.read_uidlist()?;
+        let keyword_list = self.read_keywords()?;
+        let by_name = list.as_ref().map(|l| l.by_name()).unwrap_or_default();
+        let mut scan = Scan {
+            uid_validity: list.as_ref().map(|l| l.uid_validity),
+            guid: list.as_ref().and_then(|l| l.guid.clone()),
+            uid_next: list.as_ref().map(|l| l.next_uid),
+            messages: Vec::new(),
+        };
+        // readdir first, then the stats (received/saved dates) from a few
+        // threads in inode order: on a cold cache each stat is a disk read,
+        // and several in flight finish much sooner than one after another.
+        let mut names = Vec::new();
+        for sub in ["new", "cur"] {
+            let dir = self.dir.join(sub);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("opendir", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| StorageError::io("readdir", &dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    names.push((entry.ino(), sub, name));
+                }
+            }
+        }
+        // Known files: everything the index uses comes from the name. Only
+        // the first file of a base name: a second one (a copy made behind
+        // our back, or new/ and cur/ both holding it mid-rename) becomes a
+        // new message and needs its real dates and size.
+        let mut known_bases = std::collections::HashSet::new();
+        names.retain(|(_, sub, name)| {
+            let parsed = MaildirName::parse(name);
+            if !known(&parsed.base) || !known_bases.insert(parsed.base.clone()) {
+                return true;
+            }
+            let (flags, kw) = parsed.flags();
+            scan.messages.push(ScannedMessage {
+                flags_modseq: 0,
+                uid: by_name.get(parsed.base.as_str()).copied(),
+                guid: parsed.base.clone(),
+                location: format!("{sub}/{name}"),
+                flags: Some((flags, filename::keyword_names(&kw, &keyword_list))),
+                received: 0,
+                saved: 0,
+                physical_size: parsed.size().unwrap_or(0),
+                virtual_size: parsed.vsize().unwrap_or(0),
+            });
+            false
+        });
+        names.sort_unstable();
+        let threads = SCAN_THREADS.min(names.len().div_ceil(256)).max(1);
+        let chunk = names.len().div_ceil(threads).max(1);
+        let keyword_list = &keyword_list;
+        let by_name = &by_name;
+        if names.len() <= 256 {
+            // A few new files (a delivery's own): no threads to start.
+            for (_, sub, name) in &names {
+                if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
+                    scan.messages.push(m);
+                }
+            }
+            return Ok(scan);
+        }
+        let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(part.len());
+                        for (_, sub, name) in part {
+                            if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
+                                out.push(m);
+                            }
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StorageError::NotPossible("Maildir scan thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for part in results {
+            scan.messages.extend(part?);
+        }
+        Ok(scan)
+    }
 }
 
 /// The base name (GUID) from a location.
@@ -414,104 +513,13 @@ impl Backend for MaildirBackend {
     }
 
     fn scan(&self) -> Result<Scan> {
-        self.scan_known(&|_| false)
+        self.scan_with(&|_| false)
     }
 
-    fn scan_known(&self, known: &dyn Fn(&str) -> bool) -> Result<Scan> {
-        let list = self.read_uidlist()?;
-        let keyword_list = self.read_keywords()?;
-        let by_name = list.as_ref().map(|l| l.by_name()).unwrap_or_default();
-        let mut scan = Scan {
-            uid_validity: list.as_ref().map(|l| l.uid_validity),
-            guid: list.as_ref().and_then(|l| l.guid.clone()),
-            uid_next: list.as_ref().map(|l| l.next_uid),
-            messages: Vec::new(),
-        };
-        // readdir first, then the stats (received/saved dates) from a few
-        // threads in inode order: on a cold cache each stat is a disk read,
-        // and several in flight finish much sooner than one after another.
-        let mut names = Vec::new();
-        for sub in ["new", "cur"] {
-            let dir = self.dir.join(sub);
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StorageError::io("opendir", &dir, e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(|e| StorageError::io("readdir", &dir, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') {
-                    names.push((entry.ino(), sub, name));
-                }
-            }
-        }
-        // Known files: everything the index uses comes from the name. Only
-        // the first file of a base name: a second one (a copy made behind
-        // our back, or new/ and cur/ both holding it mid-rename) becomes a
-        // new message and needs its real dates and size.
-        let mut known_bases = std::collections::HashSet::new();
-        names.retain(|(_, sub, name)| {
-            let parsed = MaildirName::parse(name);
-            if !known(&parsed.base) || !known_bases.insert(parsed.base.clone()) {
-                return true;
-            }
-            let (flags, kw) = parsed.flags();
-            scan.messages.push(ScannedMessage {
-                flags_modseq: 0,
-                uid: by_name.get(parsed.base.as_str()).copied(),
-                guid: parsed.base.clone(),
-                location: format!("{sub}/{name}"),
-                flags: Some((flags, filename::keyword_names(&kw, &keyword_list))),
-                received: 0,
-                saved: 0,
-                physical_size: parsed.size().unwrap_or(0),
-                virtual_size: parsed.vsize().unwrap_or(0),
-            });
-            false
-        });
-        names.sort_unstable();
-        let threads = SCAN_THREADS.min(names.len().div_ceil(256)).max(1);
-        let chunk = names.len().div_ceil(threads).max(1);
-        let keyword_list = &keyword_list;
-        let by_name = &by_name;
-        if names.len() <= 256 {
-            // A few new files (a delivery's own): no threads to start.
-            for (_, sub, name) in &names {
-                if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
-                    scan.messages.push(m);
-                }
-            }
-            return Ok(scan);
-        }
-        let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for (_, sub, name) in part {
-                            if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
-                                out.push(m);
-                            }
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(StorageError::NotPossible("Maildir scan thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        for part in results {
-            scan.messages.extend(part?);
-        }
-        Ok(scan)
+    fn scan_known(&self, index: &MailboxState) -> Result<Scan> {
+        let guids: std::collections::HashSet<&str> =
+            index.messages.values().map(|m| m.guid.as_str()).collect();
+        self.scan_with(&|guid| guids.contains(guid))
     }
 
     fn commit(

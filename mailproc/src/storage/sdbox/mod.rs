@@ -204,69 +204,11 @@ impl Backend for SdboxBackend {
     }
 
     fn scan(&self) -> Result<Scan> {
-        let mut scan = Scan::default();
-        if let Some((guid, uv, next)) = self.read_identity()? {
-            scan.guid = Some(guid);
-            scan.uid_validity = Some(uv);
-            scan.uid_next = Some(next);
-        }
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(scan),
-            Err(e) => return Err(StorageError::io("opendir", &self.dir, e)),
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::io("readdir", &self.dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            match name.strip_prefix("u.").and_then(|u| u.parse::<u32>().ok()) {
-                Some(uid) => files.push((entry.ino(), uid, name)),
-                None => {
-                    // Temp files of crashed saves; a live save's file is young.
-                    let stale =
-                        entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
-                    if name.starts_with(".temp.") && stale.is_some_and(|age| age.as_secs() > 36 * 3600) {
-                        let _ = fs::remove_file(entry.path());
-                    }
-                }
-            }
-        }
-        // Inode order is roughly disk order: a cold scan seeks less.
-        files.sort_unstable();
-        let flags_file = fsutil::read_optional(&self.dir.join(flagsfile::FLAGS_FILE))?
-            .and_then(|d| flagsfile::parse(&String::from_utf8_lossy(&d)));
-        let threads = SCAN_THREADS.min(files.len().div_ceil(256)).max(1);
-        let chunk = files.len().div_ceil(threads).max(1);
-        let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    let flags_file = flags_file.as_ref();
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for (_, uid, name) in part {
-                            if let Some(m) = self.scan_file(*uid, name, flags_file)? {
-                                out.push(m);
-                            }
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(StorageError::NotPossible("sdbox scan thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        for part in results {
-            scan.messages.extend(part?);
-        }
-        scan.messages.sort_by_key(|m| m.uid);
-        Ok(scan)
+        self.scan_with(None)
+    }
+
+    fn scan_known(&self, index: &MailboxState) -> Result<Scan> {
+        self.scan_with(Some(index))
     }
 
     fn commit(
@@ -357,6 +299,93 @@ impl Backend for SdboxBackend {
 const SCAN_THREADS: usize = 8;
 
 impl SdboxBackend {
+    /// Lists the `u.<uid>` files; with `index`, files it already has under
+    /// the same name are taken from it instead of being read (every save
+    /// changes the directory, and reading every message on each one made a
+    /// save O(mailbox size)).
+    fn scan_with(&self, index: Option<&MailboxState>) -> Result<Scan> {
+        let mut scan = Scan::default();
+        if let Some((guid, uv, next)) = self.read_identity()? {
+            scan.guid = Some(guid);
+            scan.uid_validity = Some(uv);
+            scan.uid_next = Some(next);
+        }
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(scan),
+            Err(e) => return Err(StorageError::io("opendir", &self.dir, e)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("readdir", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match name.strip_prefix("u.").and_then(|u| u.parse::<u32>().ok()) {
+                // A file the index has under this name: nothing to read
+                // (sdbox flags lag the log, so the files' don't count).
+                Some(uid) if index.and_then(|i| i.messages.get(&uid)).is_some_and(|r| r.location == name) => {
+                    if let Some(r) = index.and_then(|i| i.messages.get(&uid)) {
+                        scan.messages.push(ScannedMessage {
+                            uid: Some(uid),
+                            guid: r.guid.clone(),
+                            location: name,
+                            flags: None,
+                            flags_modseq: 0,
+                            received: r.received,
+                            saved: r.saved,
+                            physical_size: r.physical_size,
+                            virtual_size: r.virtual_size,
+                        });
+                    }
+                }
+                Some(uid) => files.push((entry.ino(), uid, name)),
+                None => {
+                    // Temp files of crashed saves; a live save's file is young.
+                    let stale =
+                        entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+                    if name.starts_with(".temp.") && stale.is_some_and(|age| age.as_secs() > 36 * 3600) {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+        // Inode order is roughly disk order: a cold scan seeks less.
+        files.sort_unstable();
+        let flags_file = fsutil::read_optional(&self.dir.join(flagsfile::FLAGS_FILE))?
+            .and_then(|d| flagsfile::parse(&String::from_utf8_lossy(&d)));
+        let threads = SCAN_THREADS.min(files.len().div_ceil(256)).max(1);
+        let chunk = files.len().div_ceil(threads).max(1);
+        let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    let flags_file = flags_file.as_ref();
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(part.len());
+                        for (_, uid, name) in part {
+                            if let Some(m) = self.scan_file(*uid, name, flags_file)? {
+                                out.push(m);
+                            }
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StorageError::NotPossible("sdbox scan thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for part in results {
+            scan.messages.extend(part?);
+        }
+        scan.messages.sort_by_key(|m| m.uid);
+        Ok(scan)
+    }
+
     /// Reads what a rebuild needs from one `u.<uid>`: the headers and the
     /// metadata block, not the message. `None` for a vanished or broken file.
     fn scan_file(
