@@ -72,6 +72,13 @@ fn sigkill_during_500_deliveries_loses_nothing_acknowledged() {
     );
     let dovecot = Instance::start("lmtp-durability", &body);
     let master = dovecot.pid();
+    // The client gives up on a refused connection: start it once the
+    // listener is up (on a loaded machine that can take a moment).
+    assert!(
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "lmtp listener not up: {}",
+        dovecot.log_text()
+    );
     let mut client = Command::new("python3")
         .args(["-c", CLIENT, &port.to_string(), &MESSAGES.to_string()])
         .stdout(Stdio::piped())
