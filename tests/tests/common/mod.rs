@@ -216,7 +216,9 @@ impl Instance {
         let instance = Instance::spawn(name, body, |_| {});
         let mut instance = instance;
         assert!(
-            instance.wait_notify("READY=1", Duration::from_secs(5)),
+            // Generous: a debug build under the whole suite's load can
+            // take seconds to start; a healthy start returns at once.
+            instance.wait_notify("READY=1", Duration::from_secs(30)),
             "no READY=1; log:\n{}",
             instance.log_text()
         );
