@@ -19,6 +19,7 @@ pub mod mime;
 pub mod modseq;
 pub mod mutf7;
 pub mod namespace;
+mod parallel;
 pub mod pattern;
 pub mod sdbox;
 pub mod subscriptions;

@@ -27,6 +27,7 @@ use super::backend::{virtual_size, Backend, FormatLock, Scan, ScannedMessage, St
 use super::error::{Result, StorageError};
 use super::fsutil::{self, DotLockSource, PendingSyncs};
 use super::index::MailboxState;
+use super::parallel;
 use super::types::{Flags, Keywords, MessageRecord};
 
 pub const UIDLIST: &str = "dovecot-uidlist";
@@ -282,46 +283,10 @@ impl MaildirBackend {
             false
         });
         names.sort_unstable();
-        let threads = SCAN_THREADS.min(names.len().div_ceil(256)).max(1);
-        let chunk = names.len().div_ceil(threads).max(1);
-        let keyword_list = &keyword_list;
-        let by_name = &by_name;
-        if names.len() <= 256 {
-            // A few new files (a delivery's own): no threads to start.
-            for (_, sub, name) in &names {
-                if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
-                    scan.messages.push(m);
-                }
-            }
-            return Ok(scan);
-        }
-        let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for (_, sub, name) in part {
-                            if let Some(m) = self.scan_file(sub, name, by_name, keyword_list)? {
-                                out.push(m);
-                            }
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(StorageError::NotPossible("Maildir scan thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        for part in results {
-            scan.messages.extend(part?);
-        }
+        let found = parallel::filter_map(&names, SCAN_THREADS, 256, |(_, sub, name)| {
+            self.scan_file(sub, name, &by_name, &keyword_list)
+        })?;
+        scan.messages.extend(found);
         Ok(scan)
     }
 }

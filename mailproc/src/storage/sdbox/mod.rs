@@ -28,6 +28,7 @@ use super::backend::{virtual_size, Backend, FormatLock, Scan, ScannedMessage, St
 use super::error::{Result, StorageError};
 use super::fsutil::{self, PendingSyncs};
 use super::index::MailboxState;
+use super::parallel;
 use super::types::{Flags, Keywords, MessageRecord};
 
 pub const IDENTITY: &str = "dovecote-mailbox";
@@ -352,36 +353,10 @@ impl SdboxBackend {
         files.sort_unstable();
         let flags_file = fsutil::read_optional(&self.dir.join(flagsfile::FLAGS_FILE))?
             .and_then(|d| flagsfile::parse(&String::from_utf8_lossy(&d)));
-        let threads = SCAN_THREADS.min(files.len().div_ceil(256)).max(1);
-        let chunk = files.len().div_ceil(threads).max(1);
-        let results: Vec<Result<Vec<ScannedMessage>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    let flags_file = flags_file.as_ref();
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for (_, uid, name) in part {
-                            if let Some(m) = self.scan_file(*uid, name, flags_file)? {
-                                out.push(m);
-                            }
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(StorageError::NotPossible("sdbox scan thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        for part in results {
-            scan.messages.extend(part?);
-        }
+        let found = parallel::filter_map(&files, SCAN_THREADS, 256, |(_, uid, name)| {
+            self.scan_file(*uid, name, flags_file.as_ref())
+        })?;
+        scan.messages.extend(found);
         scan.messages.sort_by_key(|m| m.uid);
         Ok(scan)
     }
